@@ -1,0 +1,324 @@
+"""Synthetic demo data that a tiny model can really learn.
+
+`write_synthetic_dataset(output_dir, seed=0)` writes, deterministically for a seed:
+
+- `images/*.png`: 64x64 pictures of 1-4 shapes of one colour, grouped on one side of the picture;
+- `audio/*.wav`: 1.5 s, 16 kHz clips of 1-4 tones of one pitch;
+- `pretrain_{train,test}.jsonl`: pretraining records `{"text": caption, "image"|"audio": path, "metadata"}`;
+- `instruct_{train,test}.jsonl`: instruction records `{"conversations": [...], "image"|"audio": path, "metadata"}`
+  with one question whose answer is ONE word or number from a closed set of four (chance = 0.25);
+- `preference_{train,test}.jsonl`: `{"prompt", "chosen", "rejected", "images"|"audios", "answer", "task"}` pairs in
+  TRL's conversational format (media paths relative to the dataset folder), for DPO and reward models;
+- `manifest.json`: seed, counts, the tasks, and the vocabulary.
+
+Every record carries `metadata.task` (`image`, `audio` or `reasoning`) and `metadata.answer` so per-task accuracy
+can be computed. Reasoning questions need one arithmetic step over a count; their assistant turn carries a worked
+trace in `reasoning_content`. Every word the generator can emit is in `SYNTHETIC_VOCABULARY`, so a tiny tokenizer
+trained on it covers the whole dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Closed sets. Each question draws its answer uniformly from a set of four, so chance accuracy is 0.25.
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (50, 80, 220),
+    "yellow": (230, 200, 30),
+}
+SHAPES: dict[str, str] = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
+POSITIONS: dict[str, str] = {
+    "left": "on the left",
+    "right": "on the right",
+    "top": "at the top",
+    "bottom": "at the bottom",
+}
+PITCHES: dict[str, float] = {"deep": 220.0, "low": 440.0, "high": 880.0, "shrill": 1760.0}  # Hz, one octave apart
+COUNTS = (1, 2, 3, 4)
+TASKS = ("image", "audio", "reasoning")
+
+IMAGE_SIZE = 64
+SAMPLING_RATE = 16_000
+CLIP_SECONDS = 1.5
+TONE_SECONDS = 0.15
+GAP_SECONDS = 0.12
+
+# Every word (and punctuation mark) that captions, questions, answers and reasoning traces can contain.
+SYNTHETIC_VOCABULARY: tuple[str, ...] = (
+    # digits: counts 1-4 and arithmetic results 0-6
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+    # colours, shapes, positions, pitches
+    "red", "green", "blue", "yellow",
+    "circle", "circles", "square", "squares", "triangle", "triangles", "cross", "crosses",
+    "left", "right", "top", "bottom",
+    "deep", "low", "high", "shrill",
+    # captions, questions and traces
+    "a", "added", "answer", "are", "at", "away", "color", "count", "hear", "how", "i", "I", "if", "is", "it",
+    "many", "minus", "more", "of", "on", "pitch", "played", "plus", "shape", "shapes", "shown", "so", "taken",
+    "the", "The", "there", "tone", "tones", "What", "what", "Where", "where", "Which", "which", "How", "If", "So",
+    "see", "picture", "clip", "in",
+    "?", ".", ",",
+)  # fmt: skip
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def vocabulary_words(text: str) -> list[str]:
+    """Split `text` the way `SYNTHETIC_VOCABULARY` counts words: runs of word characters and single marks."""
+    return _WORD.findall(text)
+
+
+@dataclass(frozen=True)
+class _Question:
+    task: str
+    question: str
+    answer: str
+    options: tuple[str, ...]  # the closed set the answer comes from (used for rejected answers)
+    reasoning: str | None = None
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    return singular if count == 1 else plural
+
+
+# ----------------------------------------------------------------------------------------------- images
+
+
+def _draw_shape(draw, shape: str, cx: float, cy: float, r: float, fill) -> None:
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+    else:  # cross: two bars a third of the size wide
+        w = r / 3
+        draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
+        draw.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
+
+
+def render_shapes_image(count: int, color: str, shape: str, position: str, rng: np.random.Generator):
+    """Draw `count` shapes of one `color` in the `position` half of a 64x64 RGB picture.
+
+    The half is cut into four slots along its long side; `count` of them, chosen by `rng`, hold a shape.
+    """
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    half, slot = IMAGE_SIZE / 2, IMAGE_SIZE / 4
+    slots = np.sort(rng.choice(4, size=count, replace=False))
+    for s in slots:
+        along = slot * s + slot / 2 + rng.uniform(-1, 1)
+        across = half / 2 + rng.uniform(-3, 3)
+        offset = {"left": 0.0, "top": 0.0, "right": half, "bottom": half}[position]
+        cx, cy = (offset + across, along) if position in ("left", "right") else (along, offset + across)
+        _draw_shape(draw, shape, cx, cy, r=5.5, fill=COLORS[color])
+    return image
+
+
+def _image_questions(count: int, color: str, shape: str, position: str) -> list[_Question]:
+    one = count == 1
+    digits = tuple(str(c) for c in COUNTS)
+    return [
+        _Question("image", f"What color {'is the shape' if one else 'are the shapes'}?", color, tuple(COLORS)),
+        _Question("image", "Which shape is shown?", shape, tuple(SHAPES)),
+        _Question("image", "How many shapes are there?", str(count), digits),
+        _Question("image", f"Where {'is the shape' if one else 'are the shapes'}?", position, tuple(POSITIONS)),
+    ]
+
+
+def _image_reasoning(count: int, rng: np.random.Generator) -> _Question:
+    shapes = _plural(count, "shape", "shapes")
+    if rng.random() < 0.5:
+        added = int(rng.integers(1, 3))
+        total = count + added
+        return _Question(
+            "reasoning",
+            f"If {added} more {_plural(added, 'is', 'are')} added, how many shapes are there?",
+            str(total),
+            tuple(str(c + added) for c in COUNTS),
+            f"I count {count} {shapes} in the picture. {count} plus {added} is {total}. So the answer is {total}.",
+        )
+    left = count - 1
+    return _Question(
+        "reasoning",
+        "If 1 is taken away, how many shapes are left?",
+        str(left),
+        tuple(str(c - 1) for c in COUNTS),
+        f"I count {count} {shapes} in the picture. {count} minus 1 is {left}. So the answer is {left}.",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ audio
+
+
+def render_tones(count: int, pitch: str, rng: np.random.Generator) -> np.ndarray:
+    """`count` sine tones of one `pitch`, each 0.15 s with 10 ms fades, in a 1.5 s mono float32 clip at 16 kHz."""
+    clip = np.zeros(int(CLIP_SECONDS * SAMPLING_RATE), dtype=np.float32)
+    n_tone = int(TONE_SECONDS * SAMPLING_RATE)
+    t = np.arange(n_tone) / SAMPLING_RATE
+    fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # avoids clicks that would smear the spectrum
+    tone = (0.5 * np.sin(2 * np.pi * PITCHES[pitch] * t) * fade).astype(np.float32)
+    start = int(rng.uniform(0.05, 0.2) * SAMPLING_RATE)
+    for i in range(count):
+        begin = start + i * int((TONE_SECONDS + GAP_SECONDS) * SAMPLING_RATE)
+        clip[begin : begin + n_tone] += tone
+    clip += rng.normal(0.0, 0.005, size=clip.shape).astype(np.float32)  # a little noise, so no clip is silent
+    return clip
+
+
+def _audio_questions(count: int, pitch: str) -> list[_Question]:
+    one = count == 1
+    return [
+        _Question("audio", "How many tones are there?", str(count), tuple(str(c) for c in COUNTS)),
+        _Question("audio", f"What pitch {'is the tone' if one else 'are the tones'}?", pitch, tuple(PITCHES)),
+    ]
+
+
+def _audio_reasoning(count: int, rng: np.random.Generator) -> _Question:
+    added = int(rng.integers(1, 3))
+    total = count + added
+    return _Question(
+        "reasoning",
+        f"If {added} more {_plural(added, 'is', 'are')} played, how many tones are there?",
+        str(total),
+        tuple(str(c + added) for c in COUNTS),
+        f"I hear {count} {_plural(count, 'tone', 'tones')} in the clip. {count} plus {added} is {total}. "
+        f"So the answer is {total}.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def _write_split(root: Path, split: str, num: int, rng: np.random.Generator) -> dict[str, int]:
+    import soundfile as sf
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    files = {
+        kind: open(root / f"{kind}_{split}.jsonl", "w", encoding="utf-8")
+        for kind in ("pretrain", "instruct", "preference")
+    }
+    tasks = dict.fromkeys(TASKS, 0)
+    try:
+        for i in range(num):
+            sample_id = f"{split}-{i:05d}"
+            task = TASKS[int(rng.choice(3, p=[0.5, 0.25, 0.25]))]
+            modality = task if task != "reasoning" else ("image" if rng.random() < 0.6 else "audio")
+            count = int(rng.choice(COUNTS))
+            if modality == "image":
+                color, shape, position = (str(rng.choice(list(d))) for d in (COLORS, SHAPES, POSITIONS))
+                rel = f"images/{sample_id}.png"
+                render_shapes_image(count, color, shape, position, rng).save(root / rel)
+                caption = f"{count} {color} {_plural(count, shape, SHAPES[shape])} {POSITIONS[position]}"
+                options = _image_questions(count, color, shape, position)
+                placeholder = "<image>"
+            else:
+                pitch = str(rng.choice(list(PITCHES)))
+                rel = f"audio/{sample_id}.wav"
+                sf.write(root / rel, render_tones(count, pitch, rng), SAMPLING_RATE, subtype="PCM_16")
+                caption = f"{count} {pitch} {_plural(count, 'tone', 'tones')}"
+                options = _audio_questions(count, pitch)
+                placeholder = "<audio>"
+            if task == "reasoning":
+                q = _image_reasoning(count, rng) if modality == "image" else _audio_reasoning(count, rng)
+            else:
+                q = options[int(rng.integers(len(options)))]
+            tasks[task] += 1
+            meta = {"source": "synthetic", "task": q.task, "modality": modality, "answer": q.answer, "split": split}
+            pretrain_meta = {"source": "synthetic", "task": modality, "modality": modality, "split": split}
+            media = {modality if modality == "image" else "audio": rel}
+            files["pretrain"].write(
+                json.dumps({"id": sample_id, "text": caption, **media, "metadata": pretrain_meta}) + "\n"
+            )
+            answer_turn = {"from": "assistant", "value": q.answer}
+            if q.reasoning is not None:
+                answer_turn["reasoning_content"] = q.reasoning
+            conversation = [{"from": "user", "value": f"{placeholder}\n{q.question}"}, answer_turn]
+            files["instruct"].write(
+                json.dumps({"id": sample_id, "conversations": conversation, **media, "metadata": meta}) + "\n"
+            )
+            wrong = [o for o in q.options if o != q.answer]
+            rejected = wrong[int(rng.integers(len(wrong)))]
+            prompt = [{"role": "user", "content": [{"type": modality}, {"type": "text", "text": q.question}]}]
+            pair = {
+                "id": sample_id,
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": [{"type": "text", "text": q.answer}]}],
+                "rejected": [{"role": "assistant", "content": [{"type": "text", "text": rejected}]}],
+                ("images" if modality == "image" else "audios"): [rel],
+                "answer": q.answer,
+                "task": q.task,
+            }
+            files["preference"].write(json.dumps(pair) + "\n")
+    finally:
+        for f in files.values():
+            f.close()
+    return tasks
+
+
+def write_synthetic_dataset(output_dir: str | Path, seed: int = 0, num_train: int = 512, num_test: int = 128) -> dict:
+    """Write the synthetic demo dataset to `output_dir` and return its manifest.
+
+    Args:
+        output_dir (`str` or `Path`): folder to write into (created; files of an earlier run are overwritten).
+        seed (`int`, *optional*, defaults to 0): the same seed writes byte-identical files.
+        num_train (`int`, *optional*, defaults to 512): samples in the train split (one media file each).
+        num_test (`int`, *optional*, defaults to 128): samples in the test split.
+
+    Returns:
+        `dict`: the manifest also written to `manifest.json` (seed, counts per split and task, vocabulary).
+    """
+    if num_train < 0 or num_test < 0:
+        raise ValueError(f"num_train and num_test must be >= 0, got {num_train} and {num_test}.")
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    # Independent streams per split: changing --num-train does not change the test split.
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    manifest = {
+        "seed": seed,
+        "splits": {
+            "train": {"num_samples": num_train, "tasks": _write_split(root, "train", num_train, train_rng)},
+            "test": {"num_samples": num_test, "tasks": _write_split(root, "test", num_test, test_rng)},
+        },
+        "files": {
+            kind: {s: f"{kind}_{s}.jsonl" for s in ("train", "test")}
+            for kind in ("pretrain", "instruct", "preference")
+        },
+        "tasks": list(TASKS),
+        "answer_sets": {
+            "color": list(COLORS),
+            "shape": list(SHAPES),
+            "position": list(POSITIONS),
+            "pitch": list(PITCHES),
+            "count": [str(c) for c in COUNTS],
+        },
+        "image_size": IMAGE_SIZE,
+        "sampling_rate": SAMPLING_RATE,
+        "vocabulary": list(SYNTHETIC_VOCABULARY),
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+__all__ = [
+    "COLORS",
+    "PITCHES",
+    "POSITIONS",
+    "SHAPES",
+    "SYNTHETIC_VOCABULARY",
+    "TASKS",
+    "render_shapes_image",
+    "render_tones",
+    "vocabulary_words",
+    "write_synthetic_dataset",
+]

@@ -1,4 +1,43 @@
 """OpenMind: a vision + audio + text chat model that can think, native to Hugging Face.
 
-Importing this package registers the OpenMind classes with the transformers Auto classes.
+Importing this package registers the OpenMind classes with the transformers Auto classes, and marks them for
+`trust_remote_code` export: `save_pretrained` writes the code files and `auto_map`, so a checkpoint also loads
+where OpenMind is not installed.
 """
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoModelForMultimodalLM,
+    AutoProcessor,
+)
+
+from .modeling.configuration_openmind import OpenMindConfig
+from .modeling.modeling_openmind import OpenMindForConditionalGeneration, OpenMindModel, OpenMindPreTrainedModel
+from .processing.processing_openmind import OpenMindProcessor
+
+AutoConfig.register("openmind", OpenMindConfig, exist_ok=True)
+AutoModel.register(OpenMindConfig, OpenMindModel, exist_ok=True)
+AutoModelForImageTextToText.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
+AutoModelForMultimodalLM.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(OpenMindConfig, OpenMindProcessor, exist_ok=True)
+
+OpenMindConfig.register_for_auto_class()
+OpenMindModel.register_for_auto_class("AutoModel")
+OpenMindForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+OpenMindProcessor.register_for_auto_class()
+
+from .presets import build_from_components, build_tiny_preset  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "OpenMindConfig",
+    "OpenMindModel",
+    "OpenMindPreTrainedModel",
+    "OpenMindForConditionalGeneration",
+    "OpenMindProcessor",
+    "build_tiny_preset",
+    "build_from_components",
+]

@@ -1,0 +1,363 @@
+"""OpenMind: vision and audio towers whose projected features fill placeholder tokens of any causal LM."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, GenerationMixin, LogitsProcessorList, PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from .configuration_openmind import OpenMindConfig, audio_encoder_output_length
+from .generation_openmind import ThinkingBudgetLogitsProcessor
+
+
+@dataclass
+class OpenMindModelOutputWithPast(BaseModelOutputWithPast):
+    r"""
+    image_hidden_states (`torch.FloatTensor` of shape `(num_image_tokens_in_batch, hidden_size)`, *optional*):
+        Projected image (and video) features that filled the placeholder positions.
+    audio_hidden_states (`torch.FloatTensor` of shape `(num_audio_tokens_in_batch, hidden_size)`, *optional*):
+        Projected audio features that filled the placeholder positions.
+    """
+
+    image_hidden_states: torch.FloatTensor | None = None
+    audio_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class OpenMindCausalLMOutputWithPast(CausalLMOutputWithPast):
+    image_hidden_states: torch.FloatTensor | None = None
+    audio_hidden_states: torch.FloatTensor | None = None
+
+
+class OpenMindVisionProjector(nn.Module):
+    """Vision features -> LM embeddings: optional pixel shuffle, then a 2-layer GELU MLP (LLaVA-1.5 names)."""
+
+    def __init__(self, config: OpenMindConfig):
+        super().__init__()
+        layers = config.vision_feature_layer
+        in_dim = config.vision_config.hidden_size * (1 if isinstance(layers, int) else len(layers))
+        self.shuffle = config.pixel_shuffle_factor if config.vision_projector_type == "pixel_shuffle" else 1
+        in_dim *= self.shuffle**2
+        out_dim = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(in_dim, out_dim, bias=config.multimodal_projector_bias)
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(out_dim, out_dim, bias=config.multimodal_projector_bias)
+
+    def pixel_shuffle(self, x: torch.Tensor) -> torch.Tensor:
+        # [N, S*S, D] -> [N, (S/f)*(S/f), D*f*f]: each token holds an f x f block of neighbouring patches.
+        n, tokens, dim = x.shape
+        side, f = int(tokens**0.5), self.shuffle
+        x = x.reshape(n, side // f, f, side // f, f, dim).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(n, (side // f) ** 2, f * f * dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.shuffle > 1:
+            features = self.pixel_shuffle(features)
+        return self.linear_2(self.act(self.linear_1(features)))
+
+
+class OpenMindAudioProjector(nn.Module):
+    """Audio encoder frames -> LM embeddings: average `audio_pool_stride` frames, then a 2-layer GELU MLP."""
+
+    def __init__(self, config: OpenMindConfig):
+        super().__init__()
+        self.stride = config.audio_pool_stride
+        in_dim, out_dim = config.audio_config.d_model, config.text_config.hidden_size
+        self.linear_1 = nn.Linear(in_dim, out_dim, bias=config.multimodal_projector_bias)
+        self.act = ACT2FN[config.projector_hidden_act]
+        self.linear_2 = nn.Linear(out_dim, out_dim, bias=config.multimodal_projector_bias)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        # [N, T, D_audio] -> [N, ceil(T / stride), D_text]
+        if self.stride > 1:
+            frames = F.avg_pool1d(frames.transpose(1, 2), self.stride, self.stride, ceil_mode=True).transpose(1, 2)
+        return self.linear_2(self.act(self.linear_1(frames)))
+
+
+def build_audio_tower(audio_config) -> nn.Module:
+    """The audio encoder alone: `AutoModel` on a Whisper config would also build the decoder we do not use."""
+    if audio_config.model_type == "whisper":
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        return WhisperEncoder(audio_config)
+    return AutoModel.from_config(audio_config)
+
+
+def _frozen(module: nn.Module) -> bool:
+    return not any(p.requires_grad for p in module.parameters())
+
+
+class OpenMindPreTrainedModel(PreTrainedModel):
+    config: OpenMindConfig
+    config_class = OpenMindConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "video", "audio", "text")
+    supports_gradient_checkpointing = True
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = False  # the media merge checks counts on the host; the LM inside compiles fully
+    _no_split_modules = []
+    # TRL reads `config.auto_map` when loading from a path; saving writes the real map (remote code).
+    _keys_to_ignore_on_load_unexpected = None
+
+
+class OpenMindModel(OpenMindPreTrainedModel):
+    """Towers + projectors + the LM body (no head). Consumes media itself, so TRL's fused-head paths see them."""
+
+    def __init__(self, config: OpenMindConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config) if config.vision_config is not None else None
+        self.multi_modal_projector = OpenMindVisionProjector(config) if config.vision_config is not None else None
+        self.audio_tower = build_audio_tower(config.audio_config) if config.audio_config is not None else None
+        self.audio_projector = OpenMindAudioProjector(config) if config.audio_config is not None else None
+        self.language_model = AutoModel.from_config(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
+        """[N, 3, H, W] -> [N, num_image_tokens, D]. A frozen tower runs without autograd."""
+        cfg = self.config
+        layers = [cfg.vision_feature_layer] if isinstance(cfg.vision_feature_layer, int) else cfg.vision_feature_layer
+        grad = contextlib.nullcontext() if not _frozen(self.vision_tower) else torch.no_grad()
+        with grad:
+            pixel_values = pixel_values.to(self.vision_tower.dtype)
+            states = self.vision_tower(pixel_values, output_hidden_states=True).hidden_states
+            selected = [states[i] for i in layers]
+            if cfg.vision_feature_select_strategy == "default":
+                selected = [s[:, 1:] for s in selected]
+            features = torch.cat(selected, dim=-1)
+        return self.multi_modal_projector(features)
+
+    def get_video_features(self, pixel_values_videos: torch.FloatTensor, video_num_frames: torch.LongTensor):
+        """[sum F, 3, H, W] -> [sum ceil(F_i / pool) * num_image_tokens, D]: frames averaged in groups of `pool`."""
+        frames = self.get_image_features(pixel_values_videos)  # [sum F, T, D]
+        pool = self.config.video_temporal_pool
+        pooled = []
+        for clip in torch.split(frames, video_num_frames.tolist()):
+            if pool > 1:  # [F, T, D] -> [ceil(F/pool), T, D]
+                clip = F.avg_pool1d(clip.permute(1, 2, 0), pool, pool, ceil_mode=True).permute(2, 0, 1)
+            pooled.append(clip.reshape(-1, clip.shape[-1]))
+        return torch.cat(pooled)
+
+    def get_audio_features(
+        self, input_features: torch.FloatTensor, feature_attention_mask: torch.LongTensor | None = None
+    ) -> torch.FloatTensor:
+        """[N, mels, T_mel] -> [sum of tokens per clip, D]: each clip keeps only the tokens of its real length."""
+        grad = contextlib.nullcontext() if not _frozen(self.audio_tower) else torch.no_grad()
+        with grad:
+            frames = self.audio_tower(input_features.to(self.audio_tower.dtype)).last_hidden_state  # [N, T_enc, D_a]
+        tokens = self.audio_projector(frames)  # [N, ceil(T_enc / stride), D]
+        if feature_attention_mask is None:
+            return tokens.reshape(-1, tokens.shape[-1])
+        mel_lengths = feature_attention_mask.sum(-1)
+        frame_lengths = audio_encoder_output_length(mel_lengths, self.config.audio_config.model_type)
+        token_lengths = -(-frame_lengths // self.config.audio_pool_stride)  # ceil
+        keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths.to(tokens.device)[:, None]
+        return tokens[keep]
+
+    def _scatter(self, input_ids, embeds, token_id, features, name, input_name):
+        """Writes `features` [n, D] into the positions of `token_id`; the counts must match exactly."""
+        mask = input_ids == token_id  # [B, T]
+        if features is None:
+            # Decode steps carry no placeholders; only a prompt can, and then its media must be there.
+            if input_ids.shape[1] > 1 and bool(mask.any()):
+                raise ValueError(
+                    f"The input has {int(mask.sum())} {name} tokens but no `{input_name}` was given: "
+                    f"pass the {name} media (the processor expands each {name} into its tokens)."
+                )
+            return embeds
+        n_tokens, n_features = int(mask.sum()), features.shape[0]
+        if n_tokens != n_features:
+            raise ValueError(
+                f"{name} features and {name} tokens do not match: tokens: {n_tokens}, features: {n_features}. "
+                "Build inputs with the OpenMind processor and do not truncate inside a run of placeholder tokens."
+            )
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.device, embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        feature_attention_mask: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_num_frames: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> OpenMindModelOutputWithPast:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+        image_features = audio_features = None
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, T, D]
+            cfg = self.config
+            if self.vision_tower is not None:
+                if pixel_values is not None:
+                    image_features = self.get_image_features(pixel_values).flatten(0, 1)
+                inputs_embeds = self._scatter(input_ids, inputs_embeds, cfg.image_token_id, image_features, "<image>", "pixel_values")
+                if cfg.video_token_id is not None:
+                    video_features = None
+                    if pixel_values_videos is not None:
+                        video_features = self.get_video_features(pixel_values_videos, video_num_frames)
+                    inputs_embeds = self._scatter(
+                        input_ids, inputs_embeds, cfg.video_token_id, video_features, "<video>", "pixel_values_videos"
+                    )
+            elif pixel_values is not None or pixel_values_videos is not None:
+                raise ValueError("This OpenMind model has no vision tower, but images or videos were given.")
+            if self.audio_tower is not None:
+                if input_features is not None:
+                    audio_features = self.get_audio_features(input_features, feature_attention_mask)
+                inputs_embeds = self._scatter(input_ids, inputs_embeds, cfg.audio_token_id, audio_features, "<audio>", "input_features")
+            elif input_features is not None:
+                raise ValueError("This OpenMind model has no audio tower, but audio features were given.")
+
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, cache=cache, **kwargs
+        )
+        return OpenMindModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=image_features,
+            audio_hidden_states=audio_features,
+        )
+
+
+def labelled_positions_loss(
+    hidden_states: torch.Tensor, lm_head: nn.Module, labels: torch.LongTensor, num_items_in_batch=None, chunk: int = 4096
+) -> torch.Tensor:
+    """Causal-LM cross-entropy that runs the head only on positions with a label.
+
+    Same value and gradients as `lm_head(h)` + shifted cross-entropy over every position, without ever building the
+    [B*T, V] logits: the head runs on the labelled rows only, `chunk` rows at a time.
+    """
+    shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t predicts label t+1: [B, T]
+    selected = shift_labels != -100
+    targets = shift_labels[selected]  # [n]
+    rows = hidden_states[selected.to(hidden_states.device)]  # [n, D]
+    total = hidden_states.new_zeros((), dtype=torch.float32)
+    for start in range(0, rows.shape[0], chunk):
+        logits = lm_head(rows[start : start + chunk]).float()  # [chunk, V]
+        total = total + F.cross_entropy(logits, targets[start : start + chunk].to(logits.device), reduction="sum")
+    denominator = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+    if torch.is_tensor(denominator):
+        denominator = denominator.to(total.device)
+    return total / denominator
+
+
+class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin):
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}
+
+    def __init__(self, config: OpenMindConfig):
+        super().__init__(config)
+        self.model = OpenMindModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        # When True (set by the training code), a forward with labels returns the loss without full logits.
+        self.loss_only_when_labelled = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.lm_head = value
+
+    def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
+        return self.model.get_image_features(pixel_values)
+
+    def get_audio_features(self, input_features, feature_attention_mask=None) -> torch.FloatTensor:
+        return self.model.get_audio_features(input_features, feature_attention_mask)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        feature_attention_mask: torch.LongTensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_num_frames: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> OpenMindCausalLMOutputWithPast:
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            input_features=input_features,
+            feature_attention_mask=feature_attention_mask,
+            pixel_values_videos=pixel_values_videos,
+            video_num_frames=video_num_frames,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state  # [B, T, D]
+        loss = logits = None
+        if labels is not None:
+            loss = labelled_positions_loss(hidden_states, self.lm_head, labels, num_items_in_batch)
+        if labels is None or not self.loss_only_when_labelled:
+            keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden_states[:, keep, :])
+        return OpenMindCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=outputs.image_hidden_states,
+            audio_hidden_states=outputs.audio_hidden_states,
+        )
+
+    def generate(self, *args, thinking_budget: int | None = None, logits_processor=None, **kwargs):
+        r"""
+        [`~GenerationMixin.generate`] plus `thinking_budget` (`int`, *optional*): after that many tokens inside an open
+        `<think>` block, `</think>` is forced so the model moves on to its answer.
+        """
+        if thinking_budget is not None:
+            start, end = self.config.think_start_token_id, self.config.think_end_token_id
+            if start is None or end is None:
+                raise ValueError("thinking_budget needs think_start_token_id and think_end_token_id in the config.")
+            logits_processor = LogitsProcessorList(logits_processor or [])
+            logits_processor.append(ThinkingBudgetLogitsProcessor(start, end, thinking_budget))
+        return super().generate(*args, logits_processor=logits_processor, **kwargs)
+
+
+__all__ = [
+    "OpenMindPreTrainedModel",
+    "OpenMindModel",
+    "OpenMindForConditionalGeneration",
+    "OpenMindVisionProjector",
+    "OpenMindAudioProjector",
+    "labelled_positions_loss",
+]

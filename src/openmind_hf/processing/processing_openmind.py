@@ -1,0 +1,278 @@
+"""OpenMind processor: an image processor, a Whisper feature extractor and a tokenizer behind one chat template.
+
+Placeholders are expanded here: `<image>` -> `num_image_tokens` tokens, `<audio>` -> as many tokens as the clip's
+real length gives (not the padded window), `<video>` -> sampled frames (grouped by `video_temporal_pool`) times
+`num_image_tokens`. The model checks the counts again and names both numbers when they differ.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+from transformers import BatchFeature, ProcessorMixin
+
+def audio_token_count(num_mel_frames: int, audio_model_type: str, pool_stride: int) -> int:
+    """Audio tokens for a clip of `num_mel_frames` valid mel frames. Mirrors the model's
+    `audio_encoder_output_length` (the model re-checks the counts); repeated here because a `trust_remote_code`
+    checkpoint ships this file without the modeling package."""
+    frames = (num_mel_frames - 1) // 2 + 1  # conv stride 2
+    if audio_model_type == "qwen2_audio_encoder":
+        frames = (frames - 2) // 2 + 1  # its built-in average pool
+    return math.ceil(frames / pool_stride)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image -> upright 8-bit RGB: applies EXIF rotation, scales 16/32-bit, flattens alpha onto white."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def sample_video_frames(video, num_frames: int | None = None, fps: float | None = None, max_frames: int = 8):
+    """Decodes a video with PyAV and returns RGB frames: `num_frames` evenly spaced, or `fps` frames per second,
+    never more than `max_frames`. Lists of frames (PIL images or arrays) are subsampled the same way."""
+    if isinstance(video, (str, os.PathLike)):
+        import av
+
+        try:
+            with av.open(str(video)) as container:
+                stream = container.streams.video[0]
+                rate = float(stream.average_rate or 25)
+                frames = [frame.to_image() for frame in container.decode(stream)]
+        except (av.error.FFmpegError, IndexError, OSError) as err:
+            raise ValueError(
+                f"Could not read video {str(video)!r}: {type(err).__name__}: {err}. "
+                "Check that the file exists and is a video PyAV can decode (mp4/webm/avi...)."
+            ) from None
+    else:
+        frames, rate = list(video), float(fps or 1.0)
+        frames = [f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f)) for f in frames]
+    if not frames:
+        raise ValueError(f"Video {video if isinstance(video, str) else '<frames>'} has no frames.")
+    if num_frames is None:
+        num_frames = len(frames) if fps is None else max(1, round(len(frames) / rate * fps))
+    num_frames = max(1, min(num_frames, max_frames, len(frames)))
+    indices = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
+    return [to_rgb(frames[i]) for i in indices]
+
+
+class OpenMindProcessor(ProcessorMixin):
+    r"""
+    Builds OpenMind inputs from chats with images, audio and video.
+
+    Args:
+        image_processor (`SiglipImageProcessorPil` or `CLIPImageProcessorPil`): resizes and normalises images.
+        feature_extractor (`WhisperFeatureExtractor`): log-mel features, padded to the tower's window.
+        tokenizer (`PreTrainedTokenizerBase`): must know `<image>`, `<audio>` and `<video>`.
+        chat_template (`str`, *optional*): ChatML template with image/audio/video blocks and a thinking switch.
+        num_image_tokens (`int`, *optional*, defaults to 0): tokens per image (0: the model has no vision tower).
+        audio_model_type (`str`, *optional*): `"whisper"` or `"qwen2_audio_encoder"`; `None` when there is no audio.
+        audio_pool_stride (`int`, *optional*, defaults to 2): encoder frames per audio token.
+        video_max_frames (`int`, *optional*, defaults to 8): frame budget per video.
+        video_temporal_pool (`int`, *optional*, defaults to 1): frames averaged into one group of image tokens.
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        feature_extractor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        num_image_tokens: int = 0,
+        audio_model_type: str | None = None,
+        audio_pool_stride: int = 2,
+        video_max_frames: int = 8,
+        video_temporal_pool: int = 1,
+        **kwargs,
+    ):
+        self.num_image_tokens = num_image_tokens
+        self.audio_model_type = audio_model_type
+        self.audio_pool_stride = audio_pool_stride
+        self.video_max_frames = video_max_frames
+        self.video_temporal_pool = video_temporal_pool
+        self.image_token, self.audio_token, self.video_token = "<image>", "<audio>", "<video>"
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in (self.image_token, self.audio_token, self.video_token) if t not in vocab]
+        if missing:
+            raise ValueError(f"The tokenizer lacks {missing}: add them as special tokens and resize the embeddings.")
+        self.image_token_id, self.audio_token_id, self.video_token_id = (
+            vocab[self.image_token],
+            vocab[self.audio_token],
+            vocab[self.video_token],
+        )
+        super().__init__(image_processor, feature_extractor, tokenizer, chat_template=chat_template, **kwargs)
+
+    # The mixin routes videos only when a `video_processor` exists; frames go through the image processor.
+    @property
+    def video_processor(self):
+        return self.image_processor
+
+    def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs) -> BatchFeature:
+        """Tokenizes `text` (a string or a batch) with its placeholders expanded; returns `input_ids`,
+        `attention_mask`, `pixel_values`, `input_features` + `feature_attention_mask`, and
+        `pixel_values_videos` + `video_num_frames`. Images may be nested per sample, including empty lists."""
+        if images is not None and _is_empty_nested(images):
+            images = None
+        if videos is not None and _is_empty_nested(videos):
+            videos = None
+        if audio is not None and isinstance(audio, (list, tuple)) and len(audio) == 0:
+            audio = None
+        return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
+
+    def prepare_inputs_layout(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        if audio is not None:
+            audio = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)
+            audio = [self._check_clip(clip, i, kwargs.get("sampling_rate")) for i, clip in enumerate(audio)]
+        images, text, videos, audio = super().prepare_inputs_layout(
+            images=images, text=text, videos=None, audio=audio, **kwargs
+        )
+        if videos is not None:
+            videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
+        return images, text, videos, audio
+
+    def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
+        # Videos are counted here, not by the mixin (which wants decoded arrays).
+        super().validate_inputs(images=images, text=text, videos=None, audio=audio, **kwargs)
+        if text is not None:
+            n_text = sum(sample.count(self.video_token) for sample in text)
+            n_media = len(videos) if videos is not None else 0
+            if n_text != n_media:
+                raise ValueError(
+                    f"The prompts hold {n_text} {self.video_token} tokens but {n_media} videos were passed: "
+                    "give exactly one video per placeholder."
+                )
+        if images is not None and self.num_image_tokens == 0:
+            raise ValueError("This model has no vision tower: it cannot take images or videos.")
+        if audio is not None and self.audio_model_type is None:
+            raise ValueError("This model has no audio tower: it cannot take audio.")
+
+    def _check_clip(self, clip, index: int, sampling_rate: int | None):
+        if isinstance(clip, (str, os.PathLike, bytes)):
+            return clip  # a path or URL: the mixin's `fetch_audio` loads and resamples it
+        clip = np.asarray(clip, dtype=np.float32)
+        if clip.ndim == 2:  # [channels, samples] or [samples, channels] -> mono
+            clip = clip.mean(axis=0 if clip.shape[0] < clip.shape[1] else 1)
+        if clip.ndim != 1 or clip.size == 0:
+            raise ValueError(f"Audio clip {index} is empty or not 1-D (shape {clip.shape}): pass mono float samples.")
+        if not np.isfinite(clip).all():
+            raise ValueError(f"Audio clip {index} contains NaN or inf samples.")
+        target = self.feature_extractor.sampling_rate
+        if sampling_rate is not None and sampling_rate != target:
+            import soxr
+
+            clip = soxr.resample(clip, sampling_rate, target).astype(np.float32)
+        return clip
+
+    def _process_images(self, images, **kwargs):
+        flat = [to_rgb(img) if isinstance(img, Image.Image) else img for img in _flatten(images)]
+        processed = self.image_processor(flat, **kwargs)
+        return processed, [self.image_token * self.num_image_tokens] * len(flat)
+
+    def _process_videos(self, videos, **kwargs):
+        num_frames, fps = kwargs.pop("num_frames", None), kwargs.pop("fps", None)
+        clips = [sample_video_frames(v, num_frames, fps, self.video_max_frames) for v in videos]
+        frames = [frame for clip in clips for frame in clip]
+        pixel_values = self.image_processor(frames, **kwargs)["pixel_values"]
+        counts = [len(clip) for clip in clips]
+        replacements = [
+            self.video_token * (math.ceil(n / self.video_temporal_pool) * self.num_image_tokens) for n in counts
+        ]
+        return {"pixel_values_videos": pixel_values, "video_num_frames": counts}, replacements
+
+    def _process_audio(self, audio, **kwargs):
+        kwargs = {**kwargs, "return_attention_mask": True, "padding": "max_length"}
+        kwargs.pop("sampling_rate", None)  # clips were resampled to the extractor's rate above
+        features = self.feature_extractor(audio, sampling_rate=self.feature_extractor.sampling_rate, **kwargs)
+        mask = features.pop("attention_mask")
+        features["feature_attention_mask"] = mask
+        lengths = [int(np.asarray(m).sum()) for m in mask]
+        replacements = [
+            self.audio_token * audio_token_count(n, self.audio_model_type, self.audio_pool_stride) for n in lengths
+        ]
+        return features, replacements
+
+    @property
+    def model_input_names(self):
+        return [
+            *self.tokenizer.model_input_names,
+            "pixel_values",
+            "input_features",
+            "feature_attention_mask",
+            "pixel_values_videos",
+            "video_num_frames",
+        ]
+
+
+def _flatten(items):
+    if isinstance(items, (list, tuple)):
+        return [x for item in items for x in _flatten(item)]
+    return [items]
+
+
+def _is_empty_nested(items) -> bool:
+    return isinstance(items, (list, tuple)) and len(_flatten(items)) == 0
+
+
+def conversation_to_messages(
+    conversations: list[dict], images: list | None = None, audios: list | None = None, videos: list | None = None
+) -> list[dict]:
+    """The original `{"from": ..., "value": "... <image> ..."}` format -> chat messages with content blocks.
+
+    Placeholders become `image` / `audio` / `video` blocks in order, bound to the given media; the counts must match.
+    """
+    roles = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system"}
+    media = {"<image>": list(images or []), "<audio>": list(audios or []), "<video>": list(videos or [])}
+    used = dict.fromkeys(media, 0)
+    messages = []
+    if not conversations:
+        raise ValueError("The conversation is empty: it needs at least one user and one assistant turn.")
+    for turn_index, turn in enumerate(conversations):
+        role = roles.get(str(turn.get("from", turn.get("role", ""))).lower())
+        if role is None:
+            raise ValueError(
+                f"Turn {turn_index} has unknown role {turn.get('from', turn.get('role'))!r}: "
+                f"use one of {sorted(set(roles))}."
+            )
+        value = turn.get("value", turn.get("content", ""))
+        if not isinstance(value, str):
+            raise ValueError(f"Turn {turn_index}: `value` must be a string, got {type(value).__name__}.")
+        blocks = []
+        for piece in _split_placeholders(value):
+            if piece in media:
+                kind = piece[1:-1]
+                if used[piece] >= len(media[piece]):
+                    raise ValueError(
+                        f"Turn {turn_index} has more {piece} placeholders than {kind}s given ({len(media[piece])})."
+                    )
+                blocks.append({"type": kind, kind: media[piece][used[piece]]})
+                used[piece] += 1
+            elif piece.strip():
+                blocks.append({"type": "text", "text": piece.strip("\n") if blocks else piece.lstrip("\n")})
+        messages.append({"role": role, "content": blocks})
+    for placeholder, items in media.items():
+        if used[placeholder] != len(items):
+            raise ValueError(
+                f"{len(items)} {placeholder[1:-1]}s were given but the conversation has {used[placeholder]} "
+                f"{placeholder} placeholders: add one placeholder per item."
+            )
+    return messages
+
+
+def _split_placeholders(text: str) -> list[str]:
+    import re
+
+    return [p for p in re.split(r"(<image>|<audio>|<video>)", text) if p]
+
+
+__all__ = ["OpenMindProcessor", "conversation_to_messages", "to_rgb", "sample_video_frames", "audio_token_count"]

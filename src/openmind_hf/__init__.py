@@ -10,17 +10,24 @@ from transformers import (
     AutoModel,
     AutoModelForImageTextToText,
     AutoModelForMultimodalLM,
+    AutoModelForSequenceClassification,
     AutoProcessor,
 )
 
 from .modeling.configuration_openmind import OpenMindConfig
-from .modeling.modeling_openmind import OpenMindForConditionalGeneration, OpenMindModel, OpenMindPreTrainedModel
+from .modeling.modeling_openmind import (
+    OpenMindForConditionalGeneration,
+    OpenMindForSequenceClassification,
+    OpenMindModel,
+    OpenMindPreTrainedModel,
+)
 from .processing.processing_openmind import OpenMindProcessor
 
 AutoConfig.register("openmind", OpenMindConfig, exist_ok=True)
 AutoModel.register(OpenMindConfig, OpenMindModel, exist_ok=True)
 AutoModelForImageTextToText.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
 AutoModelForMultimodalLM.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
+AutoModelForSequenceClassification.register(OpenMindConfig, OpenMindForSequenceClassification, exist_ok=True)
 AutoProcessor.register(OpenMindConfig, OpenMindProcessor, exist_ok=True)
 
 OpenMindConfig.register_for_auto_class()
@@ -37,6 +44,7 @@ __all__ = [
     "OpenMindModel",
     "OpenMindPreTrainedModel",
     "OpenMindForConditionalGeneration",
+    "OpenMindForSequenceClassification",
     "OpenMindProcessor",
     "build_tiny_preset",
     "build_from_components",

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, GenerationMixin, LogitsProcessorList, PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.modeling_layers import GenericForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_openmind import OpenMindConfig, audio_encoder_output_length
@@ -353,7 +354,23 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
         return super().generate(*args, logits_processor=logits_processor, **kwargs)
 
 
+class OpenMindForSequenceClassification(GenericForSequenceClassification, OpenMindPreTrainedModel):
+    """OpenMind with a scalar (or `num_labels`) head on the last non-pad token: the multimodal reward model.
+    Media (`pixel_values`, `input_features`, ...) pass through to [`OpenMindModel`]. Loads from a causal-LM
+    OpenMind checkpoint; only `score` is new."""
+
+    def __init__(self, config: OpenMindConfig):
+        # GenericForSequenceClassification builds `self.model` with AutoModel.from_config, which needs the
+        # registration; build OpenMindModel directly so this also works from remote code.
+        OpenMindPreTrainedModel.__init__(self, config)
+        self.num_labels = config.num_labels
+        self.model = OpenMindModel(config)
+        self.score = nn.Linear(config.text_config.hidden_size, self.num_labels, bias=False)
+        self.post_init()
+
+
 __all__ = [
+    "OpenMindForSequenceClassification",
     "OpenMindPreTrainedModel",
     "OpenMindModel",
     "OpenMindForConditionalGeneration",

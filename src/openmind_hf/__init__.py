@@ -33,6 +33,7 @@ AutoProcessor.register(OpenMindConfig, OpenMindProcessor, exist_ok=True)
 OpenMindConfig.register_for_auto_class()
 OpenMindModel.register_for_auto_class("AutoModel")
 OpenMindForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+OpenMindForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 OpenMindProcessor.register_for_auto_class()
 
 from .presets import build_from_components, build_tiny_preset  # noqa: E402

@@ -90,6 +90,15 @@ def build_audio_tower(audio_config) -> nn.Module:
     return AutoModel.from_config(audio_config)
 
 
+REMOTE_AUTO_MAP = {
+    "AutoConfig": "configuration_openmind.OpenMindConfig",
+    "AutoModel": "modeling_openmind.OpenMindModel",
+    "AutoModelForImageTextToText": "modeling_openmind.OpenMindForConditionalGeneration",
+    "AutoModelForMultimodalLM": "modeling_openmind.OpenMindForConditionalGeneration",
+    "AutoModelForSequenceClassification": "modeling_openmind.OpenMindForSequenceClassification",
+}
+
+
 def _frozen(module: nn.Module) -> bool:
     return not any(p.requires_grad for p in module.parameters())
 
@@ -105,9 +114,13 @@ class OpenMindPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = False  # the media merge checks counts on the host; the LM inside compiles fully
-    _no_split_modules = []
-    # TRL reads `config.auto_map` when loading from a path; saving writes the real map (remote code).
-    _keys_to_ignore_on_load_unexpected = None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # With the classes registered for remote code, every Auto class maps to the copied files, so the
+        # checkpoint loads with `trust_remote_code=True` where OpenMind is not installed (TRL needs auto_map too).
+        if type(self)._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **REMOTE_AUTO_MAP}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 class OpenMindModel(OpenMindPreTrainedModel):

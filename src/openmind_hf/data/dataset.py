@@ -1,0 +1,200 @@
+"""torch datasets that yield canonical samples with their media decoded once, under the bad-data policy.
+
+- `OpenMindDataset` (map-style): reads and checks every record up front (format errors surface at once: raised,
+  or skipped and counted), keeps the raw records, and decodes media in `__getitem__`. With `on_error="skip"` a
+  sample whose media fail is recorded and replaced by the next readable one, so batches stay full and no index
+  ever raises inside a DataLoader worker.
+- `OpenMindIterableDataset` (streaming): reads records as it goes; bad ones are skipped and counted. Records are
+  split across DataLoader workers by index (`datasets` streaming sources shard themselves by file).
+
+With `num_workers > 0` each worker has its own copy of the `SkipReport`: give `run_dir` so workers write their
+skips there, and call `dataset.skip_report.collect()` at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import get_worker_info
+
+from .errors import DataError
+from .loading import RecordFilter, RecordRef, iter_records, normalize_ref
+from .media import DEFAULT_SAMPLING_RATE, decode_sample_media
+from .policy import SkipReport, check_on_error, handle_error
+
+
+class _SampleLoader:
+    """What both datasets share: turn a `RecordRef` into a decoded sample, or a located `DataError`."""
+
+    def __init__(
+        self,
+        on_error: str,
+        report: SkipReport | None,
+        run_dir: str | os.PathLike | None,
+        record_filter: RecordFilter | None,
+        decode: bool,
+        sampling_rate: int,
+        num_frames: int | None,
+        transform: Callable[[dict], dict] | None,
+    ):
+        self.on_error = check_on_error(on_error)
+        self.skip_report = report if report is not None else SkipReport(run_dir)
+        self.record_filter = record_filter
+        self.decode, self.sampling_rate, self.num_frames, self.transform = decode, sampling_rate, num_frames, transform
+
+    def load(self, ref: RecordRef, decode: bool | None = None) -> dict | None:
+        """The sample for `ref`; None when filtered out. Raises `DataError` (any failure is turned into one)."""
+        try:
+            sample = normalize_ref(ref)
+            if self.record_filter is not None and not self.record_filter(sample):
+                return None
+            if self.decode if decode is None else decode:
+                sample = decode_sample_media(
+                    sample,
+                    sampling_rate=self.sampling_rate,
+                    num_frames=self.num_frames,
+                    source=ref.source,
+                    line=ref.line,
+                )
+                if self.transform is not None:
+                    sample = self.transform(sample)
+            return sample
+        except DataError:
+            raise
+        except Exception as err:  # a bug or an odd file must not kill a long run under "skip": report it, located
+            sample_id = ref.record.get("id") if isinstance(ref.record, dict) else None
+            raise DataError(
+                f"unexpected {type(err).__name__}: {err}", source=ref.source, line=ref.line, sample_id=sample_id
+            ) from err
+
+
+class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
+    """Map-style dataset of canonical samples.
+
+    Args:
+        source: anything `iter_records` takes (file, folder, list of dicts, `datasets.Dataset`, dataset name).
+        media_root (`str`, *optional*): folder relative media paths start from (defaults to each file's folder).
+        on_error (`str`, *optional*, defaults to `"raise"`): `"raise"` or `"skip"`.
+        report (`SkipReport`, *optional*): where skips go; a new one (with `run_dir`) by default.
+        run_dir (`str`, *optional*): folder where workers write skip records (see `SkipReport`).
+        record_filter (`RecordFilter`, *optional*): metadata filters.
+        decode (`bool`, *optional*, defaults to True): decode media in `__getitem__`.
+        sampling_rate (`int`, *optional*, defaults to 16000): audio rate.
+        num_frames (`int`, *optional*, defaults to 8): frames sampled per video.
+        transform (`Callable`, *optional*): applied to each decoded sample.
+        **iter_kwargs: passed to `iter_records` (`split`, `name`, `data_files`, ...).
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        media_root: str | os.PathLike | None = None,
+        on_error: str = "raise",
+        report: SkipReport | None = None,
+        run_dir: str | os.PathLike | None = None,
+        record_filter: RecordFilter | None = None,
+        decode: bool = True,
+        sampling_rate: int = DEFAULT_SAMPLING_RATE,
+        num_frames: int | None = 8,
+        transform: Callable[[dict], dict] | None = None,
+        **iter_kwargs,
+    ):
+        _SampleLoader.__init__(
+            self, on_error, report, run_dir, record_filter, decode, sampling_rate, num_frames, transform
+        )
+        self.source = source
+        # Raw records are kept (not canonical samples: those are ~3x larger) and re-normalised per item (~10 us).
+        self._refs: list[RecordRef] = []
+        for ref in iter_records(source, media_root=media_root, **iter_kwargs):
+            try:
+                if self.load(ref, decode=False) is None:
+                    continue
+            except DataError as err:
+                handle_error(err, self.on_error, self.skip_report)
+                continue
+            self._refs.append(ref)
+        if not self._refs:
+            raise DataError(
+                "no usable sample (all records were filtered or skipped)",
+                source=str(source)[:200],
+                hint=self.skip_report.summary(),
+            )
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self._refs)
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._bad:
+                continue
+            try:
+                sample = self.load(self._refs[i])
+                if sample is not None:
+                    return sample
+            except DataError as err:
+                handle_error(err, self.on_error, self.skip_report)
+                self._bad.add(i)  # per process: each worker learns it once
+        raise DataError("every sample failed to load", source=str(self.source)[:200], hint=self.skip_report.summary())
+
+
+class OpenMindIterableDataset(torch.utils.data.IterableDataset, _SampleLoader):
+    """Streaming dataset of canonical samples; the iterator never dies on bad data under `on_error="skip"`.
+
+    Takes the same arguments as `OpenMindDataset`, plus `streaming` (default True) for `datasets` sources.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        media_root: str | os.PathLike | None = None,
+        on_error: str = "raise",
+        report: SkipReport | None = None,
+        run_dir: str | os.PathLike | None = None,
+        record_filter: RecordFilter | None = None,
+        decode: bool = True,
+        sampling_rate: int = DEFAULT_SAMPLING_RATE,
+        num_frames: int | None = 8,
+        transform: Callable[[dict], dict] | None = None,
+        streaming: bool = True,
+        **iter_kwargs,
+    ):
+        _SampleLoader.__init__(
+            self, on_error, report, run_dir, record_filter, decode, sampling_rate, num_frames, transform
+        )
+        self.source, self.media_root, self.streaming, self.iter_kwargs = source, media_root, streaming, iter_kwargs
+
+    def _shards_itself(self) -> bool:
+        # `datasets` streaming datasets split their shards across DataLoader workers on their own.
+        try:
+            import datasets
+        except ImportError:
+            return False
+        return isinstance(self.source, datasets.IterableDataset) or (
+            isinstance(self.source, str) and not os.path.exists(self.source) and self.streaming
+        )
+
+    def __iter__(self):
+        worker = get_worker_info()
+        by_index = worker is not None and worker.num_workers > 1 and not self._shards_itself()
+        refs = iter_records(self.source, media_root=self.media_root, streaming=self.streaming, **self.iter_kwargs)
+        for index, ref in enumerate(refs):
+            if by_index and index % worker.num_workers != worker.id:
+                continue
+            try:
+                sample = self.load(ref)
+            except DataError as err:
+                handle_error(err, self.on_error, self.skip_report)
+                continue
+            if sample is not None:
+                yield sample
+
+
+__all__ = ["OpenMindDataset", "OpenMindIterableDataset"]

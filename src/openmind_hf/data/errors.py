@@ -47,7 +47,8 @@ class DataError(ValueError):
         )
 
     def _message(self) -> str:
-        message = f"{self.where}: {self.reason}"
+        located = self.source is not None or self.line is not None or self.sample_id is not None
+        message = f"{self.where}: {self.reason}" if located else self.reason
         return f"{message}. {self.hint}" if self.hint else message
 
     def __reduce__(self):  # DataLoader workers pickle exceptions back to the main process

@@ -89,6 +89,7 @@ def _iter_jsonl(path: Path, media_root: str | None) -> Iterator[RecordRef]:
                     f"invalid JSON ({err.msg} at column {err.colno})",
                     source=str(path),
                     line=number,
+                    sample_id=f"{path}:{number}",  # the id a record without "id" gets
                     hint="fix or delete this line; each line must be one JSON object",
                 )
                 yield RecordRef(None, str(path), number, media_root, error)

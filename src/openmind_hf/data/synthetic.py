@@ -310,8 +310,134 @@ def write_synthetic_dataset(output_dir: str | Path, seed: int = 0, num_train: in
     return manifest
 
 
+# ------------------------------------------------------------------------------------- fault injection
+
+FAULT_KINDS = (
+    "truncated_jpeg",
+    "corrupt_png",
+    "zero_byte_image",
+    "missing_image",
+    "unreadable_audio",
+    "unreadable_video",
+    "empty_conversation",
+    "unknown_role",
+    "more_placeholders_than_media",
+    "more_media_than_placeholders",
+    "invalid_json",
+)
+# Odd but valid images that must be converted, not skipped.
+CONVERTIBLE_KINDS = ("cmyk_jpeg", "gray16_png", "palette_png", "exif_rotated_jpeg")
+
+
+def _write_fault_media(root: Path, rng: np.random.Generator) -> dict[str, str]:
+    """Write the broken and the odd-but-valid media files under `root/faults/`; return kind -> relative path."""
+    import io
+
+    from PIL import Image
+
+    folder = root / "faults"
+    folder.mkdir(parents=True, exist_ok=True)
+    noise = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    jpeg = io.BytesIO()
+    noise.save(jpeg, format="JPEG", quality=95)
+    png = io.BytesIO()
+    noise.save(png, format="PNG")
+    files = {
+        "truncated_jpeg.jpg": jpeg.getvalue()[: len(jpeg.getvalue()) // 2],
+        "corrupt_png.png": png.getvalue()[:8] + bytes(rng.integers(0, 255, 200, dtype=np.uint8)),
+        "zero_byte_image.png": b"",
+        "unreadable_audio.wav": b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(32),
+        "unreadable_video.mp4": b"\x00\x00\x00\x18ftypmp42" + bytes(rng.integers(0, 255, 200, dtype=np.uint8)),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    shape = render_shapes_image(2, "red", "circle", "left", rng)
+    shape.convert("CMYK").save(folder / "cmyk_jpeg.jpg")
+    Image.fromarray(np.asarray(shape.convert("L"), dtype=np.uint16) * 257).save(folder / "gray16_png.png")
+    shape.convert("P", palette=Image.Palette.ADAPTIVE, colors=8).save(folder / "palette_png.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    shape.save(folder / "exif_rotated_jpeg.jpg", exif=exif.tobytes())
+    paths = {name.split(".")[0]: f"faults/{name}" for name in files}
+    paths.update({kind: f"faults/{kind}.{'jpg' if 'jpeg' in kind else 'png'}" for kind in CONVERTIBLE_KINDS})
+    paths["missing_image"] = "faults/does_not_exist.png"
+    return paths
+
+
+def _fault_line(kind: str, paths: dict[str, str], sample_id: str) -> str:
+    question = {"from": "user", "value": "<image>\nHow many shapes are there?"}
+    answer = {"from": "assistant", "value": "2"}
+    record: dict = {"id": sample_id, "conversations": [question, answer], "metadata": {"fault": kind}}
+    if kind in ("truncated_jpeg", "corrupt_png", "zero_byte_image", "missing_image") or kind in CONVERTIBLE_KINDS:
+        record["image"] = paths[kind]
+    elif kind == "unreadable_audio":
+        record["audio"] = paths[kind]
+        record["conversations"] = [{"from": "user", "value": "<audio>\nHow many tones are there?"}, answer]
+    elif kind == "unreadable_video":
+        record["video"] = paths[kind]
+        record["conversations"] = [{"from": "user", "value": "<video>\nHow many shapes are there?"}, answer]
+    elif kind == "empty_conversation":
+        record.update(conversations=[], image=paths["cmyk_jpeg"])
+    elif kind == "unknown_role":
+        record.update(conversations=[{"from": "narrator", "value": "<image>"}, answer], image=paths["cmyk_jpeg"])
+    elif kind == "more_placeholders_than_media":
+        record.update(
+            conversations=[{"from": "user", "value": "<image><image>\nHow many?"}, answer], image=paths["cmyk_jpeg"]
+        )
+    elif kind == "more_media_than_placeholders":
+        record["images"] = [paths["cmyk_jpeg"], paths["palette_png"]]
+    elif kind == "invalid_json":
+        return '{"id": "' + sample_id + '", "conversations": [{"from": "user", "value": "<image>"'  # cut short
+    return json.dumps(record)
+
+
+def write_faulty_dataset(
+    output_dir: str | Path, num_good: int = 24, seed: int = 0, fault_kinds: tuple[str, ...] = FAULT_KINDS
+) -> dict:
+    """Write `instruct_faulty.jsonl`: synthetic instruction records mixed with one bad record per fault kind.
+
+    The bad records cover every case the bad-data policy promises to handle (truncated/corrupt/0-byte/missing
+    images, unreadable audio and video, empty conversations, unknown roles, placeholder/media mismatches, invalid
+    JSON); four more records hold CMYK / 16-bit / palette / EXIF-rotated images that must be converted, not skipped.
+
+    Returns:
+        `dict`: `path`, `num_bad`, `bad_ids`, `num_good` (including the convertible ones) and `good_ids`.
+    """
+    root = Path(output_dir)
+    write_synthetic_dataset(root, seed=seed, num_train=num_good, num_test=0)
+    rng = np.random.default_rng(seed + 1)
+    paths = _write_fault_media(root, rng)
+    lines = (root / "instruct_train.jsonl").read_text(encoding="utf-8").splitlines()
+    good_ids = [json.loads(line)["id"] for line in lines]
+    extra = [(f"convertible-{kind}", _fault_line(kind, paths, f"convertible-{kind}")) for kind in CONVERTIBLE_KINDS]
+    bad = [(f"fault-{kind}", _fault_line(kind, paths, f"fault-{kind}")) for kind in fault_kinds]
+    # Spread the odd and the bad records evenly through the good ones.
+    inserts = extra + bad
+    slots = np.linspace(1, len(lines), num=len(inserts)).astype(int) if inserts else []
+    mixed, pending = [], list(zip(slots, inserts))
+    for i, line in enumerate(lines, start=1):
+        mixed.append(line)
+        while pending and pending[0][0] <= i:
+            mixed.append(pending.pop(0)[1][1])
+    mixed += [item[1] for _, item in pending]
+    path = root / "instruct_faulty.jsonl"
+    path.write_text("\n".join(mixed) + "\n", encoding="utf-8")
+    # A line of invalid JSON has no readable id: it is reported as "file:line", like any record without an id.
+    line_of = {line: number for number, line in enumerate(mixed, start=1)}
+    bad = [(f"{path}:{line_of[line]}" if i == "fault-invalid_json" else i, line) for i, line in bad]
+    return {
+        "path": str(path),
+        "num_bad": len(bad),
+        "bad_ids": [i for i, _ in bad],
+        "num_good": len(good_ids) + len(extra),
+        "good_ids": good_ids + [i for i, _ in extra],
+    }
+
+
 __all__ = [
     "COLORS",
+    "CONVERTIBLE_KINDS",
+    "FAULT_KINDS",
     "PITCHES",
     "POSITIONS",
     "SHAPES",
@@ -320,5 +446,6 @@ __all__ = [
     "render_shapes_image",
     "render_tones",
     "vocabulary_words",
+    "write_faulty_dataset",
     "write_synthetic_dataset",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..modeling.configuration_openmind import OpenMindConfig
-from ..modeling.modeling_openmind import OpenMindForConditionalGeneration
+from ..modeling.modeling_openmind import OpenMindForConditionalGeneration, add_openmind_tokens, resize_with_mean_rows
 from ..processing.chat_template import CHAT_TEMPLATE
 from ..processing.processing_openmind import OpenMindProcessor
 
@@ -58,8 +58,7 @@ def convert_llava_checkpoint(src: str | Path, dst: str | Path | None = None):
     llava = LlavaForConditionalGeneration.from_pretrained(src, dtype=torch.float32)
     llava_processor = AutoProcessor.from_pretrained(src)
     tokenizer = llava_processor.tokenizer
-    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in EXTRA_TOKENS if t not in tokenizer.get_vocab()]})
-    tokenizer.add_tokens([t for t in THINK_TOKENS if t not in tokenizer.get_vocab()])
+    add_openmind_tokens(tokenizer)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (*EXTRA_TOKENS, *THINK_TOKENS)}
 
     config = openmind_config_from_llava(llava.config, {**token_ids})
@@ -91,18 +90,6 @@ def convert_llava_checkpoint(src: str | Path, dst: str | Path | None = None):
     return model, processor
 
 
-def resize_with_mean_rows(model, new_vocab_size: int) -> None:
-    """Grows the vocabulary; new input-embedding (and untied head) rows are the mean of the existing rows."""
-    old = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(new_vocab_size, mean_resizing=False)
-    with torch.no_grad():
-        embed = model.get_input_embeddings().weight
-        embed[old:] = embed[:old].mean(dim=0)
-        head = model.get_output_embeddings().weight
-        if head.data_ptr() != embed.data_ptr():
-            head[old:] = head[:old].mean(dim=0)
-
-
 # `openmind convert ...`
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-llava", dest="src", required=True, help="transformers LLaVA checkpoint directory")
@@ -115,4 +102,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["convert_llava_checkpoint", "openmind_config_from_llava", "resize_with_mean_rows"]
+__all__ = ["convert_llava_checkpoint", "openmind_config_from_llava"]

@@ -99,6 +99,59 @@ REMOTE_AUTO_MAP = {
 }
 
 
+def add_openmind_tokens(tokenizer) -> None:
+    """Adds the media placeholders (special) and the thinking markers (plain added tokens, so they survive
+    `decode(skip_special_tokens=True)`) to a tokenizer, in place, when missing."""
+    vocab = tokenizer.get_vocab()
+    media = [t for t in ("<image>", "<audio>", "<video>") if t not in vocab]
+    if media:
+        tokenizer.add_special_tokens({"additional_special_tokens": media}, replace_extra_special_tokens=False)
+    think = [t for t in ("<think>", "</think>") if t not in vocab]
+    if think:
+        tokenizer.add_tokens(think)
+
+
+def resize_with_mean_rows(model: PreTrainedModel, new_vocab_size: int) -> None:
+    """Grows the vocabulary; new embedding rows (and head rows, when untied) are exactly the mean of the old rows,
+    so new tokens start neutral and never win an argmax over the original vocabulary."""
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(new_vocab_size, mean_resizing=False)
+    with torch.no_grad():
+        embed = model.get_input_embeddings().weight
+        embed[old:] = embed[:old].mean(dim=0)
+        head = model.get_output_embeddings()
+        if head is not None and head.weight.data_ptr() != embed.data_ptr():
+            head.weight[old:] = head.weight[:old].mean(dim=0)
+
+
+def _load_vision_tower(path: str) -> nn.Module:
+    """The vision model of a CLIP/SigLIP checkpoint, full (vision + text) or vision-only."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    config = AutoConfig.from_pretrained(path)
+    vision_config = getattr(config, "vision_config", config)
+    return MODEL_MAPPING[type(vision_config)].from_pretrained(path, dtype=torch.float32)
+
+
+def _load_audio_tower(path: str) -> nn.Module:
+    """The audio encoder of a Whisper checkpoint, a Qwen2-Audio checkpoint or a bare Qwen2-Audio encoder."""
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(path).model_type
+    if model_type == "whisper":
+        from transformers import WhisperModel
+
+        return WhisperModel.from_pretrained(path, dtype=torch.float32).get_encoder()
+    if model_type == "qwen2_audio":
+        from transformers import Qwen2AudioForConditionalGeneration
+
+        return Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32).audio_tower
+    if model_type == "qwen2_audio_encoder":
+        return AutoModel.from_pretrained(path, dtype=torch.float32)
+    raise ValueError(f"{path}: audio tower of type {model_type!r} is not supported (use whisper or qwen2_audio).")
+
+
 def _frozen(module: nn.Module) -> bool:
     return not any(p.requires_grad for p in module.parameters())
 
@@ -114,6 +167,30 @@ class OpenMindPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = False  # the media merge checks counts on the host; the LM inside compiles fully
+
+    # Keys a checkpoint may lack / carry for this class (the reward head loads from a causal-LM checkpoint).
+    _allowed_missing_prefixes: tuple[str, ...] = ()
+    _allowed_unexpected_prefixes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pretrained(cls, *args, strict: bool = True, **kwargs):
+        r"""[`~PreTrainedModel.from_pretrained`], but strict: a missing, unexpected or misshaped weight raises instead
+        of being freshly initialised with a warning. Pass `strict=False` to get transformers' lenient behaviour."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        if strict:
+            tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) if model.config.tie_word_embeddings else set()
+            missing = [k for k in info["missing_keys"] if k not in tied and not k.startswith(cls._allowed_missing_prefixes)]
+            unexpected = [k for k in info["unexpected_keys"] if not k.startswith(cls._allowed_unexpected_prefixes)]
+            mismatched = list(info.get("mismatched_keys") or [])
+            if missing or unexpected or mismatched:
+                raise ValueError(
+                    f"Checkpoint {args[0] if args else kwargs.get('pretrained_model_name_or_path')!s} does not match "
+                    f"{cls.__name__}: missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}, "
+                    f"wrong shape {[str(m) for m in mismatched][:8]}. Is it a checkpoint of this architecture and "
+                    "config? (strict=False loads anyway, initialising what is missing.)"
+                )
+        return (model, info) if wants_info else model
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # With the classes registered for remote code, every Auto class maps to the copied files, so the
@@ -353,6 +430,63 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
             audio_hidden_states=outputs.audio_hidden_states,
         )
 
+    @classmethod
+    def from_pretrained_components(
+        cls,
+        vision: str | None = None,
+        audio: str | None = None,
+        text: str = "",
+        projector: str = "mlp",
+        tokenizer=None,
+        **config_kwargs,
+    ) -> OpenMindForConditionalGeneration:
+        r"""
+        Builds a NEW OpenMind model from pretrained towers (Hub ids or local directories).
+
+        Tower and LM weights load strictly (a missing or misshaped key raises); the projectors start fresh.
+        `tokenizer` (the text model's, loaded from `text` when omitted) gains `<image>`, `<audio>`, `<video>`,
+        `<think>` and `</think>` in place; new embedding (and untied head) rows start at the mean of the old rows.
+
+        Args:
+            vision (`str`, *optional*): a CLIP/SigLIP checkpoint (full or vision-only). `None`: no vision tower.
+            audio (`str`, *optional*): a Whisper or Qwen2-Audio checkpoint. `None`: no audio tower.
+            text (`str`): a causal LM checkpoint.
+            projector (`str`, *optional*, defaults to `"mlp"`): `"mlp"` or `"pixel_shuffle"`.
+            tokenizer (`PreTrainedTokenizerBase`, *optional*): extended in place with the special tokens.
+            config_kwargs: any other [`OpenMindConfig`] field.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(text)
+        add_openmind_tokens(tokenizer)
+        vision_tower = _load_vision_tower(vision) if vision is not None else None
+        audio_tower = _load_audio_tower(audio) if audio is not None else None
+        lm = AutoModelForCausalLM.from_pretrained(text, dtype=torch.float32)
+        if len(tokenizer) > lm.config.vocab_size:
+            resize_with_mean_rows(lm, len(tokenizer))
+        vocab = tokenizer.get_vocab()
+        config = OpenMindConfig(
+            vision_config=vision_tower.config if vision_tower is not None else None,
+            audio_config=audio_tower.config if audio_tower is not None else None,
+            text_config=lm.config,
+            vision_projector_type=projector,
+            image_token_id=vocab["<image>"] if vision is not None else None,
+            video_token_id=vocab["<video>"] if vision is not None else None,
+            audio_token_id=vocab["<audio>"] if audio is not None else None,
+            think_start_token_id=vocab["<think>"],
+            think_end_token_id=vocab["</think>"],
+            tie_word_embeddings=bool(getattr(lm.config, "tie_word_embeddings", False)),
+            **config_kwargs,
+        )
+        model = cls(config)
+        pairs = [(model.model.language_model, lm.get_decoder()), (model.lm_head, lm.get_output_embeddings())]
+        pairs += [(model.model.vision_tower, vision_tower), (model.model.audio_tower, audio_tower)]
+        for target, source in pairs:
+            if source is not None:
+                target.load_state_dict(source.state_dict(), strict=True)  # raises on any missing/extra/misshaped key
+        model.tie_weights()
+        return model
+
     def generate(self, *args, thinking_budget: int | None = None, logits_processor=None, **kwargs):
         r"""
         [`~GenerationMixin.generate`] plus `thinking_budget` (`int`, *optional*): after that many tokens inside an open
@@ -372,6 +506,9 @@ class OpenMindForSequenceClassification(GenericForSequenceClassification, OpenMi
     Media (`pixel_values`, `input_features`, ...) pass through to [`OpenMindModel`]. Loads from a causal-LM
     OpenMind checkpoint; only `score` is new."""
 
+    _allowed_missing_prefixes = ("score.",)
+    _allowed_unexpected_prefixes = ("lm_head.",)
+
     def __init__(self, config: OpenMindConfig):
         # GenericForSequenceClassification builds `self.model` with AutoModel.from_config, which needs the
         # registration; build OpenMindModel directly so this also works from remote code.
@@ -390,4 +527,6 @@ __all__ = [
     "OpenMindVisionProjector",
     "OpenMindAudioProjector",
     "labelled_positions_loss",
+    "add_openmind_tokens",
+    "resize_with_mean_rows",
 ]

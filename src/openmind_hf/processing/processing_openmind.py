@@ -134,16 +134,15 @@ class OpenMindProcessor(ProcessorMixin):
         if audio is not None:
             audio = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)
             audio = [self._check_clip(clip, i, kwargs.get("sampling_rate")) for i, clip in enumerate(audio)]
-        images, text, videos, audio = super().prepare_inputs_layout(
-            images=images, text=text, videos=None, audio=audio, **kwargs
-        )
+        images, text, _, audio = super().prepare_inputs_layout(images=images, text=text, videos=None, audio=audio, **kwargs)
         if videos is not None:
             videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
         return images, text, videos, audio
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         # Videos are counted here, not by the mixin (which wants decoded arrays).
-        super().validate_inputs(images=images, text=text, videos=None, audio=audio, **kwargs)
+        without_videos = [t.replace(self.video_token, "") for t in text] if text is not None else None
+        super().validate_inputs(images=images, text=without_videos, videos=None, audio=audio, **kwargs)
         if text is not None:
             n_text = sum(sample.count(self.video_token) for sample in text)
             n_media = len(videos) if videos is not None else 0

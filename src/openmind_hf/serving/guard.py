@@ -1,0 +1,138 @@
+"""The ASGI middleware in front of every route: API key, body size, concurrency limit, access log, last-resort 500.
+
+It is plain ASGI (not `BaseHTTPMiddleware`) so that a request counts as in flight until its last byte, streamed
+responses included, and so that refusals (401, 413, 429) are answered before the body is read or any work starts.
+Unexpected exceptions stop here: the client gets a 500 with a request id, the log gets the exception type and
+where it was raised, and neither gets the exception text (uvicorn would log it, payload fragments included).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import APIError, describe_exception
+
+logger = logging.getLogger("openmind_hf.serving")
+
+
+async def send_error(send, error: APIError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class GuardCounters:
+    """Live counters of a `RequestGuard` (kept on `app.state.counters`)."""
+
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    rejected: int = 0  # 429s answered
+
+
+class RequestGuard:
+    r"""
+    Args:
+        app (`ASGIApp`): the wrapped application.
+        api_key (`str`, *optional*): required as `Authorization: Bearer <key>` on every path but `open_paths`.
+        max_body_bytes (`int`): a declared `Content-Length` above this is refused with 413 before reading.
+        max_concurrent (`int`): requests to `limited_paths` in flight at once; more get 429 at once.
+        limited_paths (`Iterable[str]`): paths that count against `max_concurrent`.
+        open_paths (`Iterable[str]`, *optional*, defaults to `("/health",)`): paths that need no API key.
+        counters (`GuardCounters`, *optional*): where the in-flight counts are kept.
+    """
+
+    def __init__(
+        self,
+        app,
+        api_key: str | None,
+        max_body_bytes: int,
+        max_concurrent: int,
+        limited_paths: Iterable[str],
+        open_paths: Iterable[str] = ("/health",),
+        counters: GuardCounters | None = None,
+    ):
+        self.app = app
+        self.expected = f"Bearer {api_key}".encode() if api_key else None
+        self.max_body_bytes, self.max_concurrent = max_body_bytes, max_concurrent
+        self.limited_paths, self.open_paths = frozenset(limited_paths), frozenset(open_paths)
+        self.counters = counters if counters is not None else GuardCounters()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started, status = time.monotonic(), []
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await send_error(send_with_id, refusal)
+            elif scope["path"] in self.limited_paths:
+                await self._limited(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            logger.error("request %s failed: %s", request_id, describe_exception(exc))
+            if not status:
+                error = APIError(500, f"Internal server error (request id {request_id}).", type="server_error")
+                await send_error(send_with_id, error)
+        finally:
+            elapsed = time.monotonic() - started
+            code = status[0] if status else 0
+            logger.info("%s %s %d %.3fs id=%s", scope["method"], scope["path"], code, elapsed, request_id)
+
+    def _refusal(self, scope) -> APIError | None:
+        headers = dict(scope["headers"])
+        if self.expected is not None and scope["path"] not in self.open_paths:
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                return APIError(
+                    401,
+                    "Missing or invalid API key: send `Authorization: Bearer <key>`.",
+                    type="authentication_error",
+                    code="invalid_api_key",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        declared = headers.get(b"content-length", b"")
+        if declared and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            return APIError(413, f"The request body is larger than the {self.max_body_bytes}-byte limit.")
+        return None
+
+    async def _limited(self, scope, receive, send) -> None:
+        # No await between the check and the increment: the event loop cannot interleave another request here.
+        counters = self.counters
+        if counters.in_flight >= self.max_concurrent:
+            counters.rejected += 1
+            error = APIError(
+                429,
+                f"The server is at its limit of {self.max_concurrent} concurrent requests; retry shortly.",
+                type="rate_limit_error",
+                code="too_many_requests",
+                headers={"Retry-After": "1"},
+            )
+            return await send_error(send, error)
+        counters.in_flight += 1
+        counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            counters.in_flight -= 1
+
+
+__all__ = ["GuardCounters", "RequestGuard", "send_error"]

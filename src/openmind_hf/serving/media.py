@@ -1,0 +1,126 @@
+"""Safe decoding of request media: data: URIs and base64 images, base64 wav/mp3/flac audio.
+
+Sizes are checked from the file headers BEFORE any pixel or sample is decoded, so a small payload that claims a
+100k x 100k image or an hour of audio costs a header read, not gigabytes. Only bytes are accepted: nothing here
+opens a path or a URL (transformers' `load_image` / `load_audio` would do both).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# PIL plugins we let parse client bytes; the long tail of formats (PSD, EPS, ...) is more attack surface than use.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+# Declared OpenAI audio format -> libsndfile container names that may carry it.
+AUDIO_FORMATS = {"wav": {"WAV", "WAVEX", "RF64"}, "mp3": {"MP3"}, "flac": {"FLAC"}}
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,", re.I)
+
+
+class MediaError(ValueError):
+    """A client's media could not be accepted; the message names the item and the limit, never the bytes."""
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    r"""
+    Args:
+        max_pixels (`int`): width x height allowed per image, checked from the header before decoding.
+        max_audio_seconds (`float`): duration allowed per audio clip, checked from the header before decoding.
+        max_audio_channels (`int`, *optional*, defaults to 8): channels allowed per audio clip.
+    """
+
+    max_pixels: int
+    max_audio_seconds: float
+    max_audio_channels: int = 8
+
+
+def decode_base64(text: str, what: str) -> bytes:
+    """Strict base64 (standard or URL-safe alphabet, whitespace allowed): anything else is a `MediaError`."""
+    compact = "".join(text.split()).replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(compact.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise MediaError(f"{what} is not valid base64.") from None
+
+
+def split_data_uri(uri: str, what: str) -> tuple[str | None, bytes]:
+    """`data:image/png;base64,....` -> ("image/png", bytes). Only base64 data URIs are accepted."""
+    match = _DATA_URI.match(uri[:256])
+    if match is None or not match.group("b64"):
+        raise MediaError(f"{what} is not a base64 data: URI (expected `data:<mime type>;base64,<data>`).")
+    mime = match.group("mime").lower() if match.group("mime") else None
+    return mime, decode_base64(uri[match.end() :], what)
+
+
+def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> Image.Image:
+    """Bytes of a PNG/JPEG/WebP/GIF/BMP -> an RGB-convertible PIL image, checking the pixel count from the header
+    first (`Image.open` is lazy: it parses the header; pixels are decoded by `load()`)."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+    except Image.DecompressionBombError:
+        raise MediaError(f"{what} is larger than the pixel limit of {limits.max_pixels}.") from None
+    except Exception:  # PIL raises many types (UnidentifiedImageError, SyntaxError, struct.error...)
+        raise MediaError(f"{what} is not a readable {'/'.join(IMAGE_FORMATS)} image.") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > limits.max_pixels:
+        raise MediaError(f"{what} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels per image.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()  # only the first frame of an animation
+    except Exception:
+        raise MediaError(f"{what} is truncated or corrupt and could not be decoded.") from None
+    return image
+
+
+def decode_audio(data: bytes, declared_format: str, limits: MediaLimits, sampling_rate: int, what: str = "audio"):
+    """Bytes of a wav/mp3/flac clip -> mono float32 samples at `sampling_rate`. The container must match the
+    declared format, and the duration (read from the header) must fit `limits` before anything is decoded."""
+    import soundfile as sf
+
+    accepted = AUDIO_FORMATS.get(declared_format)
+    if accepted is None:
+        raise MediaError(f"{what}: format must be one of {sorted(AUDIO_FORMATS)}.")
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:  # libsndfile errors carry no safe detail for the client
+        raise MediaError(f"{what} could not be read as {declared_format}; send wav, mp3 or flac audio.") from None
+    if info.format not in accepted:
+        raise MediaError(f"{what} is not {declared_format} audio (unsupported codec or container).")
+    if info.samplerate <= 0 or info.frames <= 0 or not 1 <= info.channels <= limits.max_audio_channels:
+        raise MediaError(f"{what} is empty or has an unsupported channel layout.")
+    duration = info.frames / info.samplerate
+    if duration > limits.max_audio_seconds:
+        raise MediaError(f"{what} lasts {duration:.1f} s; the limit is {limits.max_audio_seconds:g} s per clip.")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception:
+        raise MediaError(f"{what} is truncated or corrupt and could not be decoded.") from None
+    mono = samples.mean(axis=1)  # [frames, channels] -> [frames]
+    if mono.size == 0 or not np.isfinite(mono).all():
+        raise MediaError(f"{what} holds no samples or non-finite samples.")
+    if rate != sampling_rate:
+        import soxr
+
+        mono = soxr.resample(mono, rate, sampling_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+__all__ = [
+    "IMAGE_FORMATS",
+    "AUDIO_FORMATS",
+    "MediaError",
+    "MediaLimits",
+    "decode_base64",
+    "split_data_uri",
+    "decode_image",
+    "decode_audio",
+]

@@ -1,0 +1,276 @@
+"""One collator for every recipe: chats -> padded or packed batches with assistant-only labels.
+
+Each sample is rendered through the processor's chat template with `return_assistant_tokens_mask=True`, so the
+template's `{% generation %}` markers decide what is labelled: the assistant turns of instruction data, the caption
+of pretraining data (its assistant turn). Everything else is -100.
+
+Length policy: a sample longer than `max_length` is never cut, so a run of `<image>`/`<audio>`/`<video>` tokens is
+never split from its features: `truncation_policy="drop"` drops and counts it, `"keep"` keeps it whole.
+
+Packing (`packing=True`) is padding-free: samples are laid end to end in as few rows of at most `max_length` tokens
+as first-fit-decreasing finds, `position_ids` restart at 0 for each sample, and there is NO `attention_mask`.
+transformers then derives a per-sample block-diagonal mask from the `position_ids` (sdpa/eager/flex) or
+`cu_seqlens` (flash-attention varlen) - but only when no KV cache is built, so packed batches carry
+`use_cache=False`. Media tensors are concatenated in row-major token order, the order the model scatters them in.
+
+Samples may be canonical samples from `openmind_hf.data` (media decoded or not) or raw records (e.g. HF
+`{"messages", "images"}`); this module imports `openmind_hf.data` lazily, only for raw records.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+MEDIA_KEYS = ("pixel_values", "input_features", "feature_attention_mask", "pixel_values_videos", "video_num_frames")
+_MEDIA_TYPES = ("image", "audio", "video")
+
+
+def _has_reasoning(sample: dict) -> bool:
+    return any(m.get("reasoning_content") for m in sample["messages"] if m.get("role") == "assistant")
+
+
+def _bind_media(sample: dict) -> list[dict]:
+    """Messages whose media blocks hold their items (`{"type": "image", "image": PIL}`), as the processor takes."""
+    queues = {kind: iter(sample.get(f"{kind}s") or []) for kind in _MEDIA_TYPES}
+    messages = []
+    for message in sample["messages"]:
+        content = message["content"]
+        if isinstance(content, list):
+            content = [
+                {**b, b["type"]: next(queues[b["type"]])}
+                if b.get("type") in _MEDIA_TYPES and b["type"] not in b
+                else b
+                for b in content
+            ]
+        messages.append({**message, "content": content})
+    return messages
+
+
+class OpenMindCollator:
+    """Turns a list of chat samples into a training batch.
+
+    Args:
+        processor (`OpenMindProcessor`): renders the chat template, expands placeholders, makes media features.
+        max_length (`int`, *optional*): longest sample (padding) or row (packing) in tokens; `None` = no limit.
+        packing (`bool`, *optional*, defaults to False): padding-free packing with `position_ids` (see module doc).
+        truncation_policy (`str`, *optional*, defaults to `"drop"`): for samples over `max_length`: `"drop"` (and
+            count) or `"keep"` whole. A sample is never cut.
+        enable_thinking (`bool`, *optional*): render with the thinking switch on/off; `None` (default) turns it on
+            exactly for samples whose assistant turns carry `reasoning_content`.
+        on_error (`str`, *optional*, defaults to `"raise"`): a sample the processor rejects raises, or (`"skip"`)
+            is dropped and recorded in `skip_report`.
+        skip_report (`SkipReport`, *optional*): where dropped samples are recorded (too long, or rejected).
+        pad_to_multiple_of (`int`, *optional*): pad the time dimension to a multiple of this.
+        processor_kwargs (`dict`, *optional*): passed to the processor (e.g. `{"fps": 1}` for videos).
+    """
+
+    def __init__(
+        self,
+        processor,
+        max_length: int | None = None,
+        packing: bool = False,
+        truncation_policy: str = "drop",
+        enable_thinking: bool | None = None,
+        on_error: str = "raise",
+        skip_report=None,
+        pad_to_multiple_of: int | None = None,
+        processor_kwargs: dict | None = None,
+    ):
+        if truncation_policy not in ("drop", "keep"):
+            raise ValueError(f"truncation_policy must be 'drop' or 'keep', got {truncation_policy!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.processor = processor
+        self.max_length, self.packing, self.truncation_policy = max_length, packing, truncation_policy
+        self.enable_thinking, self.on_error, self.skip_report = enable_thinking, on_error, skip_report
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.processor_kwargs = dict(processor_kwargs or {})
+        self.pad_token_id = processor.tokenizer.pad_token_id
+        # Running counts (per process; DataLoader workers keep their own).
+        self.stats = {
+            "samples": 0,
+            "dropped_too_long": 0,
+            "kept_too_long": 0,
+            "rejected": 0,
+            "tokens": 0,
+            "pad_tokens": 0,
+        }
+
+    # ------------------------------------------------------------------------------------------ samples
+
+    def _canonical(self, sample: dict) -> dict:
+        if "kind" in sample and "messages" in sample:
+            canonical = sample
+        else:
+            from openmind_hf.data.formats import normalize_record
+
+            canonical = normalize_record(sample)
+        if any(
+            isinstance(x, (str, dict, bytes)) for k in ("images", "audios", "videos") for x in canonical.get(k) or []
+        ):
+            from openmind_hf.data.media import decode_sample_media
+
+            canonical = decode_sample_media(canonical)
+        return canonical
+
+    def encode(self, sample: dict) -> dict:
+        """One sample -> `input_ids` [T], `labels` [T] and its media tensors (first dim = items or frames)."""
+        sample = self._canonical(sample)
+        thinking = _has_reasoning(sample) if self.enable_thinking is None else self.enable_thinking
+        out = self.processor.apply_chat_template(
+            _bind_media(sample),
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+            return_tensors="pt",
+            enable_thinking=thinking,
+            processor_kwargs=self.processor_kwargs or None,
+        )
+        input_ids = out["input_ids"][0]
+        labels = torch.where(out["assistant_masks"][0].bool(), input_ids, IGNORE_INDEX)
+        encoded = {"id": sample.get("id"), "input_ids": input_ids, "labels": labels}
+        encoded.update({k: out[k] for k in MEDIA_KEYS if k in out})
+        return encoded
+
+    def _record(self, sample_id, reason: str) -> None:
+        if self.skip_report is None:
+            return
+        from openmind_hf.data.errors import DataError
+
+        self.skip_report.add(DataError(reason, source="collator", sample_id=str(sample_id)))
+
+    def _encode_all(self, samples: list) -> list[dict]:
+        encoded = []
+        for sample in samples:
+            if sample is None:
+                continue
+            try:
+                encoded.append(self.encode(sample))
+            except (ValueError, KeyError, TypeError) as err:  # DataError is a ValueError
+                if self.on_error == "raise":
+                    raise
+                self.stats["rejected"] += 1
+                self._record(
+                    sample.get("id") if isinstance(sample, dict) else None, f"rejected by the processor: {err}"
+                )
+        return encoded
+
+    def _apply_length_policy(self, encoded: list[dict]) -> list[dict]:
+        if self.max_length is None:
+            return encoded
+        kept = []
+        for item in encoded:
+            length = item["input_ids"].numel()
+            if length <= self.max_length:
+                kept.append(item)
+            elif self.truncation_policy == "keep":
+                self.stats["kept_too_long"] += 1
+                kept.append(item)
+            else:
+                self.stats["dropped_too_long"] += 1
+                self._record(item["id"], f"{length} tokens > max_length {self.max_length} (dropped, never cut)")
+        if not kept and encoded:
+            # An empty batch would crash the training step: keep the shortest sample whole instead.
+            shortest = min(encoded, key=lambda item: item["input_ids"].numel())
+            logger.warning(
+                "every sample of a batch is over max_length=%d; keeping %s whole", self.max_length, shortest["id"]
+            )
+            kept = [shortest]
+        return kept
+
+    # -------------------------------------------------------------------------------------------- batch
+
+    def _padded_length(self, length: int) -> int:
+        m = self.pad_to_multiple_of
+        return length if not m else -(-length // m) * m
+
+    @staticmethod
+    def _media(items: list[dict]) -> dict:
+        batch = {}
+        for key in MEDIA_KEYS:
+            parts = [item[key] for item in items if key in item]
+            if parts:
+                batch[key] = torch.cat(parts)
+        return batch
+
+    def _pad(self, items: list[dict]) -> dict:
+        width = self._padded_length(max(item["input_ids"].numel() for item in items))
+        left = self.processor.tokenizer.padding_side == "left"
+        input_ids = torch.full((len(items), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, item in enumerate(items):
+            n = item["input_ids"].numel()
+            span = slice(width - n, width) if left else slice(0, n)
+            input_ids[row, span], labels[row, span], attention_mask[row, span] = item["input_ids"], item["labels"], 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **self._media(items)}
+
+    def _rows(self, items: list[dict]) -> list[list[dict]]:
+        """First-fit decreasing into rows of at most `max_length` tokens (one row when there is no limit)."""
+        if self.max_length is None:
+            return [items]
+        rows: list[list[dict]] = []
+        room: list[int] = []
+        for item in sorted(items, key=lambda it: -it["input_ids"].numel()):
+            n = item["input_ids"].numel()
+            fit = next((r for r, free in enumerate(room) if free >= n), None)
+            if fit is None:
+                rows.append([item])
+                room.append(self.max_length - n)
+            else:
+                rows[fit].append(item)
+                room[fit] -= n
+        return rows
+
+    def _pack(self, items: list[dict]) -> dict:
+        rows = self._rows(items)
+        width = self._padded_length(max(sum(it["input_ids"].numel() for it in row) for row in rows))
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            start = 0
+            for item in row:
+                n = item["input_ids"].numel()
+                input_ids[r, start : start + n] = item["input_ids"]
+                labels[r, start : start + n] = item["labels"]
+                labels[r, start] = IGNORE_INDEX  # never learn a sample's first token from the previous sample
+                position_ids[r, start : start + n] = torch.arange(n)
+                start += n
+            # Padding at the end of a row is its own "sample" (positions restart), so nothing attends into it.
+            position_ids[r, start:] = torch.arange(width - start)
+        ordered = [item for row in rows for item in row]
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "position_ids": position_ids,
+            "use_cache": False,  # a KV cache would switch off the per-sample masks built from position_ids
+            **self._media(ordered),
+        }
+
+    def __call__(self, samples: list[Any]) -> dict:
+        items = self._apply_length_policy(self._encode_all(samples))
+        if not items:
+            from openmind_hf.data.errors import DataError
+
+            raise DataError("no sample of this batch could be encoded", source="collator", hint="see the skip report")
+        batch = self._pack(items) if self.packing else self._pad(items)
+        real = sum(item["input_ids"].numel() for item in items)
+        self.stats["samples"] += len(items)
+        self.stats["tokens"] += batch["input_ids"].numel()
+        self.stats["pad_tokens"] += batch["input_ids"].numel() - real
+        return batch
+
+    @property
+    def padding_waste(self) -> float:
+        """Pad tokens / all tokens over every batch this collator built (in this process)."""
+        return self.stats["pad_tokens"] / max(1, self.stats["tokens"])
+
+
+__all__ = ["IGNORE_INDEX", "OpenMindCollator"]

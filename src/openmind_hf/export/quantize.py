@@ -1,0 +1,440 @@
+"""Quantize an OpenMind checkpoint to int8 / int4, save it, and load it back for inference.
+
+    openmind quantize --model DIR --bits 8 --output DIR_INT8                  # torchao int8 weight-only
+    openmind quantize --model DIR --bits 4 --output DIR_INT4 --keep-towers-fp # quanto int4 (torchao int4 on CUDA)
+
+Backends (`backend="auto"` picks the first that fits):
+- **torchao** through transformers' `TorchAoConfig`: int8 weight-only everywhere; int4 weight-only on CUDA
+  (`Int4WeightOnlyConfig`, bf16), and on CPU torchao's `IntxWeightOnlyConfig(int4)`, which keeps int4 values in int8
+  storage (so the file is int8-sized). Saved with `save_pretrained`; reloads with plain `from_pretrained`.
+- **quanto** (optimum-quanto) int8 / int4 with packed int4 storage. transformers cannot save a quanto model, so we
+  write the quantized state dict (`quanto_model.safetensors`) and quanto's `quantization_map.json` ourselves, and
+  [`load_quantized`] rebuilds the model and calls quanto's `requantize`. This is the int4 default on CPU.
+- **bnb** (bitsandbytes) 8-bit / 4-bit NF4, CUDA only; saved with `save_pretrained`, reloads with `from_pretrained`.
+
+`lm_head` always stays in full precision (it is tied to the embeddings in small models and is the layer most
+sensitive to quantization). `keep_towers_fp=True` also keeps the vision and audio towers and their projectors.
+
+Every run reloads what it wrote and compares it with the original on a fixed probe batch (an image, an audio clip and
+text, through the processor): max |logit difference| and greedy-token agreement. [`load_model_for_inference`] loads
+any of these outputs (or a plain checkpoint, local or on the Hub); `openmind serve` uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RECORD_FILE = "openmind_quantization.json"  # what we did and measured; also marks a quantized directory
+QUANTO_WEIGHTS_FILE = "quanto_model.safetensors"  # not `model.safetensors`: from_pretrained must not half-load it
+QUANTO_MAP_FILE = "quantization_map.json"
+BACKENDS = ("auto", "torchao", "quanto", "bnb")
+# Module names (prefixes) of the towers and projectors that `keep_towers_fp` leaves alone.
+TOWER_MODULES = ("model.vision_tower", "model.multi_modal_projector", "model.audio_tower", "model.audio_projector")
+ALWAYS_FULL_PRECISION = ("lm_head",)
+
+
+@dataclass
+class QuantizationReport:
+    """What `quantize_checkpoint` did and measured. Sizes are bytes of the weight files (`*.safetensors`)."""
+
+    backend: str
+    bits: int
+    method: str
+    kept_full_precision: list[str]
+    original_weights_bytes: int
+    quantized_weights_bytes: int
+    max_abs_logit_diff: float | None = None
+    greedy_token_agreement: float | None = None
+    greedy_tokens_match: bool | None = None
+    probe_new_tokens: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        ratio = self.quantized_weights_bytes / max(self.original_weights_bytes, 1)
+        lines = [
+            f"method: {self.method}",
+            f"full precision: {', '.join(self.kept_full_precision)}",
+            f"weights on disk: {self.original_weights_bytes / 1e6:.3f} MB -> {self.quantized_weights_bytes / 1e6:.3f} MB"
+            f" ({ratio:.2f}x)",
+        ]
+        if self.max_abs_logit_diff is not None:
+            lines.append(f"max |logit diff| vs original on the probe batch: {self.max_abs_logit_diff:.4g}")
+            lines.append(
+                f"greedy tokens ({self.probe_new_tokens} new): agreement {self.greedy_token_agreement:.3f},"
+                f" identical: {self.greedy_tokens_match}"
+            )
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Choosing and configuring a backend
+
+
+def resolve_backend(bits: int, backend: str = "auto", device: str | None = None) -> str:
+    """The backend to use for `bits` on `device`; raises with what to do instead when it cannot run there."""
+    if bits not in (4, 8):
+        raise ValueError(f"--bits must be 8 or 4, got {bits}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+    cuda = _is_cuda(device)
+    if backend == "auto":
+        backend = "torchao" if bits == 8 or cuda else "quanto"
+    if backend == "bnb":
+        if not cuda:
+            raise ValueError(
+                "bitsandbytes quantization needs a CUDA GPU (pass --device cuda on a GPU machine). On CPU use "
+                "--backend torchao (int8) or --backend quanto (int4)."
+            )
+        _require("bitsandbytes", "pip install bitsandbytes")
+    elif backend == "quanto":
+        _require("optimum.quanto", "pip install 'openmind-hf[quant]'  (optimum-quanto)")
+    else:
+        _require("torchao", "pip install 'openmind-hf[quant]'  (torchao)")
+    return backend
+
+
+def _is_cuda(device: str | None) -> bool:
+    return str(device).startswith("cuda") if device else False
+
+
+def _require(module: str, install: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module.split(".")[0]) is None or importlib.util.find_spec(module) is None:
+        raise ImportError(f"This backend needs `{module}`, which is not installed: {install}")
+
+
+def full_precision_modules(model, keep_towers_fp: bool) -> list[str]:
+    """Module names left unquantized: `lm_head`, plus the towers/projectors this model has when asked."""
+    names = list(ALWAYS_FULL_PRECISION)
+    if keep_towers_fp:
+        present = dict(model.named_modules())
+        names += [name for name in TOWER_MODULES if present.get(name) is not None]
+    return names
+
+
+def transformers_quantization_config(backend: str, bits: int, skip: list[str], device: str | None, group_size: int):
+    """The `quantization_config` for `from_pretrained` (torchao, bnb) and a one-line description of it."""
+    if backend == "bnb":
+        from transformers import BitsAndBytesConfig
+
+        if bits == 8:
+            return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip), "bitsandbytes LLM.int8"
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=skip,
+        )
+        return config, "bitsandbytes NF4"
+    from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, IntxWeightOnlyConfig, PerGroup
+    from transformers import TorchAoConfig
+
+    if bits == 8:
+        quant_type, method = Int8WeightOnlyConfig(), "torchao Int8WeightOnlyConfig"
+    elif _is_cuda(device):
+        # tinygemm layout: the CUDA int4 kernel, bf16 activations.
+        quant_type = Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d")
+        method = f"torchao Int4WeightOnlyConfig (group {group_size})"
+    else:
+        # torchao's int4 tensor layouts need CUDA (or the `mslk` kernels); on CPU its int4 path is Intx, which
+        # stores the int4 values unpacked in int8, so it saves compute precision but not disk.
+        quant_type = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
+        method = f"torchao IntxWeightOnlyConfig int4 (group {group_size}, int8 storage)"
+    return TorchAoConfig(quant_type=quant_type, modules_to_not_convert=skip), method
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# quanto: our own save / load
+
+
+def save_quanto(model, output_dir: str | Path) -> None:
+    """Writes a quanto-quantized (and frozen) model: weights, quantization map, config, code files."""
+    from optimum.quanto import quantization_map
+    from safetensors.torch import save_file
+    from transformers.dynamic_module_utils import custom_object_save
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tied = set(model.all_tied_weights_keys)  # {target: source}: targets are re-tied on load, not stored twice
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k not in tied}
+    save_file(state, output_dir / QUANTO_WEIGHTS_FILE, metadata={"format": "pt", "quantizer": "optimum-quanto"})
+    (output_dir / QUANTO_MAP_FILE).write_text(json.dumps(quantization_map(model), indent=2) + "\n")
+    if getattr(model, "_auto_class", None) is not None:
+        custom_object_save(model, output_dir, config=model.config)  # remote code files + auto_map
+    model.config.save_pretrained(output_dir)
+    model.generation_config.save_pretrained(output_dir)
+
+
+def load_quantized(path: str | Path, device: str | None = None, dtype: str | torch.dtype = "auto", **hub_kwargs):
+    """Loads a directory (or Hub repo) written by [`save_quanto`]: the model is built from its config without random
+    init, quantized from `quantization_map.json` and filled by quanto's `requantize`. Every stored key must match
+    the model (quanto itself loads with `strict=False`, so we check here)."""
+    from optimum.quanto import requantize
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig
+    from transformers.initialization import no_init_weights
+
+    path = str(path)
+    weights_file = _resolve(path, QUANTO_WEIGHTS_FILE, **hub_kwargs)
+    map_file = _resolve(path, QUANTO_MAP_FILE, **hub_kwargs)
+    if weights_file is None or map_file is None:
+        raise FileNotFoundError(
+            f"{path} is not a quanto checkpoint: it needs {QUANTO_WEIGHTS_FILE} and {QUANTO_MAP_FILE}."
+        )
+    config = AutoConfig.from_pretrained(path, **hub_kwargs)
+    torch_dtype = _torch_dtype(dtype, config)
+    with no_init_weights():  # every weight comes from the file; non-persistent buffers are still computed
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch_dtype)
+    state = load_file(weights_file)
+    requantize(model, state, json.loads(Path(map_file).read_text()), device=torch.device("cpu"))
+    _check_keys(model, state, weights_file)
+    model.tie_weights()
+    if _resolve(path, "generation_config.json", **hub_kwargs) is not None:
+        model.generation_config = GenerationConfig.from_pretrained(path, **hub_kwargs)
+    return (model.to(device) if device else model).eval()
+
+
+def _check_keys(model, state: dict, weights_file: str) -> None:
+    expected = set(model.state_dict()) - set(model.all_tied_weights_keys)
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights_file} does not match the model built from its config: missing {missing[:5]} "
+            f"({len(missing)} in all), unexpected {unexpected[:5]} ({len(unexpected)} in all). "
+            "Re-run `openmind quantize` with the same OpenMind version."
+        )
+
+
+def _torch_dtype(dtype, config):
+    if dtype == "auto" or dtype is None:
+        return getattr(config, "dtype", None) or torch.float32
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def _resolve(path: str, filename: str, **hub_kwargs) -> str | None:
+    """Local path of `filename` in a directory or Hub repo, or None when it has no such file."""
+    if Path(path).is_dir():
+        candidate = Path(path) / filename
+        return str(candidate) if candidate.is_file() else None
+    from transformers.utils.hub import cached_file
+
+    return cached_file(path, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading anything for inference
+
+
+def is_quanto_checkpoint(path: str | Path, **hub_kwargs) -> bool:
+    return _resolve(str(path), QUANTO_MAP_FILE, **hub_kwargs) is not None
+
+
+def load_model_for_inference(path: str | Path, dtype: str = "auto", device: str | None = None, **hub_kwargs):
+    """The model at `path` (directory or Hub id) in eval mode: plain, torchao or bitsandbytes checkpoints through
+    `from_pretrained`, quanto checkpoints through [`load_quantized`]. Load the processor with `AutoProcessor`.
+
+    Args:
+        path (`str` or `Path`): checkpoint directory or Hub repo id.
+        dtype (`str`, *optional*, defaults to `"auto"`): `"auto"` keeps the saved dtype; else e.g. `"bfloat16"`.
+        device (`str`, *optional*): e.g. `"cpu"`, `"cuda"`; default: where `from_pretrained` puts it.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    import openmind_hf  # noqa: F401  (registers the OpenMind classes with the Auto classes)
+
+    if is_quanto_checkpoint(path, **hub_kwargs):
+        return load_quantized(path, device=device, dtype=dtype, **hub_kwargs)
+    torch_dtype = dtype if dtype in ("auto", None) else getattr(torch, dtype)
+    kwargs = {"device_map": device} if device else {}  # bnb weights cannot be `.to()`-moved after loading
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype, **kwargs, **hub_kwargs)
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The probe batch and the comparison
+
+
+def probe_conversations() -> list[list[dict]]:
+    """Two fixed chats, each with an image, a 1 s audio clip and a question (deterministic: seeded noise + tones)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    t = np.arange(16000, dtype=np.float32) / 16000
+    questions = ("Describe the picture and the sound.", "What is two plus two?")
+    chats = []
+    for i, question in enumerate(questions):
+        image = Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+        audio = (0.5 * np.sin(2 * np.pi * 220 * (i + 1) * t) + 0.05 * rng.standard_normal(16000)).astype(np.float32)
+        content = [
+            {"type": "image", "image": image},
+            {"type": "audio", "audio": audio},
+            {"type": "text", "text": question},
+        ]
+        chats.append([{"role": "user", "content": content}])
+    return chats
+
+
+def probe_batch(processor) -> dict:
+    """[`probe_conversations`] through the processor: left-padded, thinking off, ready for `generate`."""
+    processor.tokenizer.padding_side = "left"
+    return processor.apply_chat_template(
+        probe_conversations(),
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        enable_thinking=False,
+        processor_kwargs={"padding": True},
+    )
+
+
+@torch.no_grad()
+def compare_on_probe(reference, candidate, inputs: dict, max_new_tokens: int = 16) -> dict:
+    """Max |logit diff| over the real (unpadded) positions, and how far the greedy continuations agree."""
+    ref_inputs, cand_inputs = _to(inputs, reference), _to(inputs, candidate)
+    mask = inputs["attention_mask"].bool()  # [B, T]
+    ref_logits = reference(**ref_inputs).logits.float().cpu()  # [B, T, V]
+    cand_logits = candidate(**cand_inputs).logits.float().cpu()
+    max_diff = (ref_logits - cand_logits).abs()[mask].max().item()
+    prompt = inputs["input_ids"].shape[1]
+    greedy = {"do_sample": False, "max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens}
+    ref_tokens = reference.generate(**ref_inputs, **greedy)[:, prompt:].cpu()  # [B, N]
+    cand_tokens = candidate.generate(**cand_inputs, **greedy)[:, prompt:].cpu()
+    agreement = (ref_tokens == cand_tokens).float().mean().item()
+    return {
+        "max_abs_logit_diff": max_diff,
+        "greedy_token_agreement": agreement,
+        "greedy_tokens_match": bool(torch.equal(ref_tokens, cand_tokens)),
+        "reference_tokens": ref_tokens.tolist(),
+        "candidate_tokens": cand_tokens.tolist(),
+    }
+
+
+def _to(inputs: dict, model) -> dict:
+    device, dtype = model.device, model.dtype
+    moved = {}
+    for key, value in inputs.items():
+        value = value.to(device)
+        moved[key] = value.to(dtype) if value.is_floating_point() and dtype.is_floating_point else value
+    return moved
+
+
+def weights_bytes(path: str | Path) -> int:
+    """Bytes of the weight files (`*.safetensors`) in a checkpoint directory."""
+    return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole job
+
+
+def quantize_checkpoint(
+    model_dir: str | Path,
+    output_dir: str | Path,
+    bits: int = 8,
+    backend: str = "auto",
+    keep_towers_fp: bool = False,
+    device: str | None = None,
+    group_size: int = 64,
+    probe_new_tokens: int = 16,
+) -> QuantizationReport:
+    """Quantizes the checkpoint at `model_dir` into `output_dir` (model, processor, remote code, and
+    `openmind_quantization.json` with the report), then reloads the output and compares it with the original.
+
+    Args:
+        model_dir (`str` or `Path`): a saved OpenMind checkpoint (full precision).
+        output_dir (`str` or `Path`): where to write the quantized checkpoint.
+        bits (`int`, *optional*, defaults to 8): 8 or 4.
+        backend (`str`, *optional*, defaults to `"auto"`): `auto`, `torchao`, `quanto` or `bnb` (see module doc).
+        keep_towers_fp (`bool`, *optional*, defaults to `False`): keep vision/audio towers and projectors unquantized.
+        device (`str`, *optional*): `cuda` for the CUDA-only paths (bnb, torchao int4); default CPU.
+        group_size (`int`, *optional*, defaults to 64): int4 group size for torchao (must divide the in-features).
+        probe_new_tokens (`int`, *optional*, defaults to 16): greedy tokens compared; 0 skips the comparison.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import openmind_hf  # noqa: F401
+
+    started = time.perf_counter()
+    backend = resolve_backend(bits, backend, device)
+    output_dir = Path(output_dir)
+    if output_dir.resolve() == Path(model_dir).resolve():
+        raise ValueError("--output must differ from --model: quantizing in place would destroy the original.")
+    processor = AutoProcessor.from_pretrained(model_dir)
+    original = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
+    skip = full_precision_modules(original, keep_towers_fp)
+    if backend == "quanto":
+        method = _quantize_with_quanto(model_dir, output_dir, bits, skip)
+    else:
+        config, method = transformers_quantization_config(backend, bits, skip, device, group_size)
+        load_kwargs = {"device_map": device} if device else {}
+        dtype = torch.bfloat16 if backend == "torchao" and bits == 4 and _is_cuda(device) else "auto"
+        quantized = AutoModelForImageTextToText.from_pretrained(
+            model_dir, quantization_config=config, dtype=dtype, **load_kwargs
+        )
+        quantized.save_pretrained(output_dir)
+        del quantized
+    processor.save_pretrained(output_dir)
+    report = QuantizationReport(
+        backend=backend,
+        bits=bits,
+        method=method,
+        kept_full_precision=skip,
+        original_weights_bytes=weights_bytes(model_dir),
+        quantized_weights_bytes=weights_bytes(output_dir),
+        probe_new_tokens=probe_new_tokens,
+    )
+    if probe_new_tokens > 0:
+        reloaded = load_model_for_inference(output_dir, device=device)
+        original = original.to(device) if device else original
+        result = compare_on_probe(original, reloaded, probe_batch(processor), probe_new_tokens)
+        report.max_abs_logit_diff = result["max_abs_logit_diff"]
+        report.greedy_token_agreement = result["greedy_token_agreement"]
+        report.greedy_tokens_match = result["greedy_tokens_match"]
+    if "int8 storage" in method:
+        report.notes.append("torchao has no packed int4 layout on CPU; use --backend quanto for int4-sized files.")
+    report.seconds = time.perf_counter() - started
+    (output_dir / RECORD_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return report
+
+
+def _quantize_with_quanto(model_dir, output_dir: Path, bits: int, skip: list[str]) -> str:
+    from optimum.quanto import freeze, qint4, qint8, quantize
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
+    # fnmatch patterns: the module itself and everything under it.
+    exclude = [pattern for name in skip for pattern in (name, f"{name}.*")]
+    quantize(model, weights=qint8 if bits == 8 else qint4, exclude=exclude)
+    freeze(model)  # replaces float weights by their quantized form, so the state dict holds int data
+    save_quanto(model, output_dir)
+    return f"optimum-quanto {'qint8' if bits == 8 else 'qint4'} weights"
+
+
+__all__ = [
+    "QuantizationReport",
+    "quantize_checkpoint",
+    "load_model_for_inference",
+    "load_quantized",
+    "save_quanto",
+    "is_quanto_checkpoint",
+    "resolve_backend",
+    "full_precision_modules",
+    "transformers_quantization_config",
+    "probe_conversations",
+    "probe_batch",
+    "compare_on_probe",
+    "weights_bytes",
+    "TOWER_MODULES",
+    "RECORD_FILE",
+    "QUANTO_WEIGHTS_FILE",
+    "QUANTO_MAP_FILE",
+]

@@ -1,0 +1,60 @@
+"""`openmind quantize`: int8 / int4 export of a checkpoint, with size and accuracy against the original.
+
+    openmind quantize --model DIR --bits 8 --output DIR_INT8
+    openmind quantize --model DIR --bits 4 --output DIR_INT4 --keep-towers-fp
+    openmind quantize --model DIR --bits 4 --output DIR_NF4 --backend bnb --device cuda
+
+See `openmind_hf.export.quantize` for the backends and what each writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .quantize import BACKENDS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="full-precision checkpoint directory")
+    parser.add_argument("--bits", type=int, choices=[8, 4], required=True, help="weight bits")
+    parser.add_argument("--output", required=True, help="directory for the quantized checkpoint")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: torchao for int8 (and int4 on CUDA), optimum-quanto for int4 on CPU; bnb needs CUDA",
+    )
+    parser.add_argument(
+        "--keep-towers-fp",
+        action="store_true",
+        help="keep the vision and audio towers and their projectors in full precision",
+    )
+    parser.add_argument("--device", default=None, help="cuda for the CUDA-only paths (bnb, torchao int4); default cpu")
+    parser.add_argument("--group-size", type=int, default=64, help="int4 group size for torchao (default 64)")
+    parser.add_argument(
+        "--probe-tokens", type=int, default=16, help="greedy tokens compared with the original (0 skips the check)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from .quantize import quantize_checkpoint
+
+    try:
+        report = quantize_checkpoint(
+            args.model,
+            args.output,
+            bits=args.bits,
+            backend=args.backend,
+            keep_towers_fp=args.keep_towers_fp,
+            device=args.device,
+            group_size=args.group_size,
+            probe_new_tokens=args.probe_tokens,
+        )
+    except (ValueError, ImportError, OSError) as err:
+        raise SystemExit(f"openmind quantize: {err}") from None
+    print(report.summary())
+    print(f"saved to {args.output} (load it with openmind_hf.export.quantize.load_model_for_inference)")
+    return 0
+
+
+__all__ = ["add_arguments", "run"]

@@ -1,0 +1,43 @@
+"""`openmind train --stage pretrain|sft|dpo|reward|grpo --config FILE [--any_field VALUE ...]`.
+
+Runs exactly what `recipes/<stage>.py` runs: the same dataclasses (flags override the YAML, unknown keys are an
+error) and the same `run_stage`. Launch it under `accelerate launch` like a recipe, or use the recipes directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .arguments import STAGES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", required=True, choices=STAGES, help="which training stage to run")
+    parser.add_argument("--config", help="YAML file with the stage's arguments (see recipes/configs/)")
+    parser.epilog = (
+        "Every other flag is a field of the stage's dataclasses (ModelArguments, DataArguments, the TRL config), "
+        "e.g. --dataset_name my.jsonl --max_steps 10; it overrides the YAML. See `python recipes/<stage>.py --help`."
+    )
+    # The stage's own flags are only known once --stage is read: collect them here and let TrlParser check them.
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, rest = parse_known(args, namespace)
+        namespace.stage_args = list(getattr(namespace, "stage_args", None) or []) + rest
+        return namespace, []
+
+    parser.parse_known_args = parse_known_args
+
+
+def run(args: argparse.Namespace) -> int:
+    from .arguments import parse_stage_args
+    from .stages import run_stage
+
+    argv = (["--config", args.config] if args.config else []) + list(args.stage_args)
+    parsed = parse_stage_args(args.stage, argv)
+    script_args = parsed[2] if args.stage == "grpo" else None
+    run_stage(args.stage, parsed[0], parsed[1], parsed[-1], script_args=script_args)
+    return 0
+
+
+__all__ = ["add_arguments", "run"]

@@ -406,17 +406,25 @@ def quantize_checkpoint(
     return report
 
 
-def _quantize_with_quanto(model_dir, output_dir: Path, bits: int, skip: list[str]) -> str:
+def quantize_with_quanto(model, bits: int, skip: list[str]):
+    """Quantizes `model` in place with optimum-quanto (weights only) and freezes it; returns it and a description.
+    Modules named in `skip` (and everything under them) stay in full precision."""
     from optimum.quanto import freeze, qint4, qint8, quantize
-    from transformers import AutoModelForImageTextToText
 
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
     # fnmatch patterns: the module itself and everything under it.
     exclude = [pattern for name in skip for pattern in (name, f"{name}.*")]
     quantize(model, weights=qint8 if bits == 8 else qint4, exclude=exclude)
     freeze(model)  # replaces float weights by their quantized form, so the state dict holds int data
+    return model, f"optimum-quanto {'qint8' if bits == 8 else 'qint4'} weights"
+
+
+def _quantize_with_quanto(model_dir, output_dir: Path, bits: int, skip: list[str]) -> str:
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
+    model, method = quantize_with_quanto(model, bits, skip)
     save_quanto(model, output_dir)
-    return f"optimum-quanto {'qint8' if bits == 8 else 'qint4'} weights"
+    return method
 
 
 __all__ = [
@@ -425,6 +433,7 @@ __all__ = [
     "load_model_for_inference",
     "load_quantized",
     "save_quanto",
+    "quantize_with_quanto",
     "is_quanto_checkpoint",
     "resolve_backend",
     "full_precision_modules",

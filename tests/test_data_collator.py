@@ -149,7 +149,7 @@ def test_length_policy_never_cuts_placeholders(tiny, samples):
 @pytest.mark.xfail(
     reason="processor.apply_chat_template passes videos nested per conversation ([[video]]) and "
     "OpenMindProcessor.prepare_inputs_layout (processing_openmind.py, core issue) does not flatten them yet",
-    raises=TypeError,
+    raises=(TypeError, ValueError),
     strict=False,
 )
 def test_video_samples_collate_and_run(tiny, tmp_path):
@@ -200,3 +200,23 @@ def test_fault_injection_run_skips_exactly_the_bad_records_and_trains(tmp_path):
     assert report.count == faulty["num_bad"]
     assert sorted(report.ids) == sorted(faulty["bad_ids"])
     assert f"skipped {faulty['num_bad']} record(s)" in report.summary()
+
+
+def test_a_sample_the_processor_rejects_is_named_or_skipped_alone(tiny, samples):
+    from openmind_hf.data.errors import DataError
+    from openmind_hf.data.policy import SkipReport
+
+    _, processor = tiny
+    audio_index = next(i for i, s in enumerate(samples) if s["audios"])
+    broken = [dict(s) for s in samples]
+    broken[audio_index]["audios"] = [np.full(16_000, np.nan, np.float32)]
+    bad_id = broken[audio_index]["id"]
+    with pytest.raises(DataError, match=f"sample '{bad_id}'.*NaN"):
+        OpenMindCollator(processor)(broken)
+    report = SkipReport()
+    collator = OpenMindCollator(processor, on_error="skip", skip_report=report)
+    batch = collator(broken)
+    assert batch["input_ids"].shape[0] == len(samples) - 1
+    assert report.ids == [bad_id] and collator.stats["rejected"] == 1
+    good = OpenMindCollator(processor)([s for i, s in enumerate(samples) if i != audio_index])
+    assert torch.equal(batch["input_ids"], good["input_ids"]) and torch.equal(batch["labels"], good["labels"])

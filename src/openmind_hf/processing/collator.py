@@ -145,21 +145,77 @@ class OpenMindCollator:
 
         self.skip_report.add(DataError(reason, source="collator", sample_id=str(sample_id)))
 
+    def _encode_group(self, samples: list[dict], thinking: bool) -> list[dict]:
+        """Encode several canonical samples in ONE processor call (batched tokenizer and image/audio processing),
+        then cut the padded result back into per-sample items."""
+        out = self.processor.apply_chat_template(
+            [_bind_media(s) for s in samples],
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+            return_tensors="pt",
+            enable_thinking=thinking,
+            processor_kwargs={**self.processor_kwargs, "padding": True, "padding_side": "right"},
+        )
+        lengths = out["attention_mask"].sum(-1).tolist()
+        counts = {
+            "pixel_values": [len(s.get("images") or []) for s in samples],
+            "input_features": [len(s.get("audios") or []) for s in samples],
+            "feature_attention_mask": [len(s.get("audios") or []) for s in samples],
+            "video_num_frames": [len(s.get("videos") or []) for s in samples],
+        }
+        if "video_num_frames" in out:  # frames per sample = sum of its videos' sampled frames
+            per_video = out["video_num_frames"].split(counts["video_num_frames"])
+            counts["pixel_values_videos"] = [int(v.sum()) for v in per_video]
+        parts = {key: out[key].split(counts[key]) for key in MEDIA_KEYS if key in out}
+        items = []
+        for i, (sample, n) in enumerate(zip(samples, lengths)):
+            input_ids = out["input_ids"][i, :n]
+            labels = torch.where(out["assistant_masks"][i, :n].bool(), input_ids, IGNORE_INDEX)
+            item = {"id": sample.get("id"), "input_ids": input_ids, "labels": labels}
+            item.update({key: part[i] for key, part in parts.items() if part[i].shape[0]})
+            items.append(item)
+        return items
+
     def _encode_all(self, samples: list) -> list[dict]:
-        encoded = []
+        """Encode a batch: one processor call per thinking mode; if a call fails, sample by sample, so that one bad
+        sample is named (and, under `on_error="skip"`, dropped) without losing the others."""
+        canonical, by_mode = [], {}
         for sample in samples:
             if sample is None:
                 continue
             try:
-                encoded.append(self.encode(sample))
-            except (ValueError, KeyError, TypeError) as err:  # DataError is a ValueError
-                if self.on_error == "raise":
-                    raise
-                self.stats["rejected"] += 1
-                self._record(
-                    sample.get("id") if isinstance(sample, dict) else None, f"rejected by the processor: {err}"
-                )
-        return encoded
+                canonical.append(self._canonical(sample))
+            except (ValueError, KeyError, TypeError) as err:
+                self._reject(sample, err)
+        for sample in canonical:
+            mode = _has_reasoning(sample) if self.enable_thinking is None else self.enable_thinking
+            by_mode.setdefault(mode, []).append(sample)
+        encoded: dict[int, dict] = {}
+        for mode, group in by_mode.items():
+            try:
+                pairs = list(zip(group, self._encode_group(group, mode)))
+            except (ValueError, KeyError, TypeError, RuntimeError):
+                pairs = []
+                for sample in group:
+                    try:
+                        pairs.append((sample, self.encode(sample)))
+                    except (ValueError, KeyError, TypeError) as err:
+                        self._reject(sample, err)
+            encoded.update({id(sample): item for sample, item in pairs})
+        # the batch keeps its order (packing and the loss do not depend on it; reproducibility does)
+        return [encoded[id(s)] for s in canonical if id(s) in encoded]
+
+    def _reject(self, sample, err: Exception) -> None:
+        sample_id = sample.get("id") if isinstance(sample, dict) else None
+        if self.on_error == "raise":
+            from openmind_hf.data.errors import DataError
+
+            if isinstance(err, DataError):
+                raise err
+            raise DataError(f"rejected by the processor: {err}", source="collator", sample_id=sample_id) from err
+        self.stats["rejected"] += 1
+        self._record(sample_id, f"rejected by the processor: {err}")
 
     def _apply_length_policy(self, encoded: list[dict]) -> list[dict]:
         if self.max_length is None:

@@ -166,3 +166,36 @@ def test_iterable_dataset_skip_policy_with_two_workers_never_dies(faulty, tmp_pa
     assert sorted(seen) == sorted(faulty["good_ids"])  # each good record exactly once across the workers
     report = SkipReport.load(tmp_path / "run")
     assert sorted(report.ids) == sorted(faulty["bad_ids"])
+
+
+def test_streaming_datasets_source_with_workers_skips_bad_records(faulty, tmp_path):
+    lines = [x for x in open(faulty["path"]).read().splitlines() if x.endswith("}")]  # `datasets` cannot skip bad JSON
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    media_root = Path(faulty["path"]).parent
+    dataset = OpenMindIterableDataset(
+        "json", data_files=str(path), streaming=True, media_root=media_root, on_error="skip", run_dir=tmp_path / "run"
+    )
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=list)
+    seen = [s["id"] for batch in loader for s in batch]
+    assert sorted(seen) == sorted(faulty["good_ids"])
+    assert SkipReport.load(tmp_path / "run").count == faulty["num_bad"] - 1
+
+
+def test_cli_check_reports_bad_records(faulty, capsys):
+    from openmind_hf.cli import main
+
+    assert main(["data", "check", faulty["path"]]) == 3  # non-zero: the dataset has bad records
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["usable"] == faulty["num_good"] and summary["skipped"]["count"] == faulty["num_bad"]
+
+
+def test_a_source_whose_reader_fails_ends_the_stream_cleanly_under_skip(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text(json.dumps({"text": "ok", "id": "a"}) + "\n{broken\n")
+    report = SkipReport()
+    dataset = OpenMindIterableDataset("json", data_files=str(path), on_error="skip", report=report, decode=False)
+    list(dataset)  # never raises
+    assert report.count == 1 and "reader of this source failed" in report.reasons[0]
+    with pytest.raises(DataError, match="reader of this source failed"):
+        list(OpenMindIterableDataset("json", data_files=str(path), decode=False))

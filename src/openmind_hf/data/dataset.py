@@ -185,7 +185,24 @@ class OpenMindIterableDataset(torch.utils.data.IterableDataset, _SampleLoader):
         worker = get_worker_info()
         by_index = worker is not None and worker.num_workers > 1 and not self._shards_itself()
         refs = iter_records(self.source, media_root=self.media_root, streaming=self.streaming, **self.iter_kwargs)
-        for index, ref in enumerate(refs):
+        index = -1
+        while True:
+            try:
+                ref = next(refs)
+            except StopIteration:
+                return
+            except Exception as err:
+                # The source's own reader failed (e.g. `datasets` cannot parse a file). A generator cannot resume
+                # after raising: under "skip" the failure is reported and this worker's stream ends cleanly.
+                error = DataError(
+                    f"the reader of this source failed after record {index + 1}: {type(err).__name__}: {err}",
+                    source=str(self.source)[:200],
+                    line=index + 1,
+                    hint="fix or convert the file; records after this point were not read",
+                )
+                handle_error(error, self.on_error, self.skip_report)
+                return
+            index += 1
             if by_index and index % worker.num_workers != worker.id:
                 continue
             try:

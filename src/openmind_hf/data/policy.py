@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,7 +120,8 @@ class SkipReport:
         """A few lines for the end-of-run log: the count, the commonest reasons, the first ids."""
         if not self.count:
             return "data: no records skipped"
-        reasons = Counter(r.reason.split(":")[0] for r in self._records.values())
+        # group by the reason with file paths blanked, so "file not found: a.png" and "...: b.png" count together
+        reasons = Counter(re.sub(r"\S*/\S*", "<path>", r.reason).split(":")[0] for r in self._records.values())
         lines = [f"data: skipped {self.count} record(s)"]
         lines += [f"  {n} x {reason}" for reason, n in reasons.most_common(max_lines)]
         for r in self.records[:max_lines]:

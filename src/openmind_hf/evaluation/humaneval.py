@@ -60,11 +60,19 @@ def extract_completion(text: str, problem: Mapping) -> str:
 
     Takes the first fenced code block if there is one (else the whole text). If that code defines the entry point
     itself, it is returned on a new line after the prompt (the prompt's function, a docstring-only body, is then
-    redefined), which keeps the prompt's imports and helpers; otherwise it is taken as the function body.
+    redefined; a stub with no body gets `pass`), which keeps the prompt's imports and helpers; otherwise it is
+    taken as the function body.
     """
     match = _FENCE.search(text)
     code = match.group(1) if match else text
     if re.search(rf"^\s*def\s+{re.escape(problem['entry_point'])}\s*\(", code, re.MULTILINE):
+        # A stub without a body (no docstring) would not compile before the redefinition: give it one.
+        for filler in ("", "    pass\n"):
+            try:
+                compile(problem["prompt"] + filler, "<prompt>", "exec")
+                return f"{filler}\n{code}"
+            except SyntaxError:
+                continue
         return "\n" + code
     return code
 

@@ -249,7 +249,8 @@ def run_python(
         source (`str`): the whole program (for HumanEval: prompt + completion + test + `check(entry_point)`).
         limits (`SandboxLimits`, *optional*): time, CPU, memory, file-size and process limits.
         python (`str`, *optional*): interpreter to use; defaults to the base interpreter of this Python.
-        user (`str` or `int`, *optional*): run the child as this user (needs root), e.g. `"nobody"`.
+        user (`str` or `int`, *optional*): run the child as this user (needs root), e.g. `"nobody"`. That user
+            must be able to execute `python` and reach `tmp_root`.
         tmp_root (`str` or `os.PathLike`, *optional*): where the temporary directory is made (default: the
             system temp dir). It is removed before this function returns.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
 _WELL_FORMED = re.compile(r"\A\s*<think>(?P<reasoning>.*?)</think>(?P<answer>.*)\Z", re.DOTALL)
 
 
@@ -22,13 +23,18 @@ class ThinkingSplit:
 
     Args:
         reasoning (`str`): text inside the thinking block(s), empty if there were none.
-        answer (`str`): text after the last `</think>` (the whole text when there is no thinking block), stripped.
+        answer (`str`): text after the last `</think>` (the whole text when there is no thinking block), without
+            leading blank lines or trailing whitespace; the first line keeps its indentation (code answers).
         terminated (`bool`): False when a `<think>` was opened and never closed.
     """
 
     reasoning: str
     answer: str
     terminated: bool
+
+
+def _clean(answer: str) -> str:
+    return _LEADING_BLANK_LINES.sub("", answer).rstrip()
 
 
 def split_thinking(text: str) -> ThinkingSplit:
@@ -38,9 +44,9 @@ def split_thinking(text: str) -> ThinkingSplit:
     if open_ > close:  # the last block was opened and never closed
         return ThinkingSplit(reasoning=text[open_ + len(THINK_OPEN) :].strip(), answer="", terminated=False)
     if close == -1:
-        return ThinkingSplit(reasoning="", answer=text.strip(), terminated=True)
+        return ThinkingSplit(reasoning="", answer=_clean(text), terminated=True)
     reasoning = text[:close].replace(THINK_OPEN, "").strip()
-    return ThinkingSplit(reasoning=reasoning, answer=text[close + len(THINK_CLOSE) :].strip(), terminated=True)
+    return ThinkingSplit(reasoning=reasoning, answer=_clean(text[close + len(THINK_CLOSE) :]), terminated=True)
 
 
 def extract_answer(text: str) -> str:

@@ -122,6 +122,16 @@ def test_int8_greedy_tokens_match_fp32(int8_export, reference_and_probe, trained
     assert report.max_abs_logit_diff == pytest.approx(diff.item(), rel=1e-3, abs=1e-5)
 
 
+def test_int8_loads_in_bfloat16_for_serving(int8_export, reference_and_probe):
+    from torchao.quantization import Int8Tensor
+
+    _, inputs = reference_and_probe
+    model = load_model_for_inference(int8_export[0], dtype="bfloat16", device="cpu")
+    assert model.dtype == torch.bfloat16 and isinstance(_linear_weight(model, LM_LINEAR), Int8Tensor)
+    bf16_inputs = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs.items()}
+    assert _greedy(model, bf16_inputs, n=4).shape == (2, 4)
+
+
 def test_int8_report_and_size(int8_export, trained_checkpoint):
     out, report = int8_export
     record = json.loads((out / RECORD_FILE).read_text())
@@ -157,6 +167,8 @@ def test_int4_quanto_reloads_exactly_as_saved(trained_checkpoint, reference_and_
         assert torch.equal(reloaded(**inputs).logits, logits_before)
     fp32_bytes = (trained_checkpoint / "model.safetensors").stat().st_size
     assert (tmp_path / QUANTO_WEIGHTS_FILE).stat().st_size < 0.45 * fp32_bytes  # packed 4-bit, fp32 embeddings
+    with pytest.raises(ValueError, match="runs in torch.float32 only"):  # quanto int4 cannot change dtype
+        load_model_for_inference(tmp_path, dtype="bfloat16")
 
 
 def test_quanto_loader_refuses_a_mismatched_file(trained_checkpoint, tmp_path):

@@ -190,7 +190,7 @@ def load_quantized(path: str | Path, device: str | None = None, dtype: str | tor
             f"{path} is not a quanto checkpoint: it needs {QUANTO_WEIGHTS_FILE} and {QUANTO_MAP_FILE}."
         )
     config = AutoConfig.from_pretrained(path, **hub_kwargs)
-    torch_dtype = _torch_dtype(dtype, config)
+    torch_dtype = _quanto_dtype(dtype, config, path)
     with no_init_weights():  # every weight comes from the file; non-persistent buffers are still computed
         model = AutoModelForImageTextToText.from_config(config, dtype=torch_dtype)
     state = load_file(weights_file)
@@ -213,10 +213,22 @@ def _check_keys(model, state: dict, weights_file: str) -> None:
         )
 
 
-def _torch_dtype(dtype, config):
-    if dtype == "auto" or dtype is None:
-        return getattr(config, "dtype", None) or torch.float32
+def _as_dtype(dtype) -> torch.dtype | None:
+    if dtype in ("auto", None):
+        return None
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def _quanto_dtype(dtype, config, path: str) -> torch.dtype:
+    """quanto's int4 tensors cannot change dtype after quantization: they run in the dtype they were made from."""
+    saved = _as_dtype(getattr(config, "dtype", None)) or torch.float32
+    wanted = _as_dtype(dtype)
+    if wanted is not None and wanted != saved:
+        raise ValueError(
+            f"{path} was quantized by optimum-quanto from {saved} weights and runs in {saved} only (asked: {wanted}). "
+            f"Load it with dtype='auto', or quantize a {wanted} copy of the original."
+        )
+    return saved
 
 
 def _resolve(path: str, filename: str, **hub_kwargs) -> str | None:
@@ -252,10 +264,23 @@ def load_model_for_inference(path: str | Path, dtype: str = "auto", device: str 
 
     if is_quanto_checkpoint(path, **hub_kwargs):
         return load_quantized(path, device=device, dtype=dtype, **hub_kwargs)
-    torch_dtype = dtype if dtype in ("auto", None) else getattr(torch, dtype)
+    wanted = _as_dtype(dtype)
+    quant_method = _quant_method(path, **hub_kwargs)
+    # torchao tensor subclasses keep their scales' dtype through from_pretrained(dtype=...), but convert with .to().
+    load_dtype = "auto" if wanted is None or quant_method == "torchao" else wanted
     kwargs = {"device_map": device} if device else {}  # bnb weights cannot be `.to()`-moved after loading
-    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=torch_dtype, **kwargs, **hub_kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=load_dtype, **kwargs, **hub_kwargs)
+    if quant_method == "torchao" and wanted is not None and model.dtype != wanted:
+        model = model.to(wanted)
     return model.eval()
+
+
+def _quant_method(path, **hub_kwargs) -> str | None:
+    config_file = _resolve(str(path), "config.json", **hub_kwargs)
+    if config_file is None:
+        return None
+    quantization = json.loads(Path(config_file).read_text()).get("quantization_config") or {}
+    return quantization.get("quant_method")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -297,25 +322,30 @@ def probe_batch(processor) -> dict:
 
 
 @torch.no_grad()
-def compare_on_probe(reference, candidate, inputs: dict, max_new_tokens: int = 16) -> dict:
-    """Max |logit diff| over the real (unpadded) positions, and how far the greedy continuations agree."""
-    ref_inputs, cand_inputs = _to(inputs, reference), _to(inputs, candidate)
-    mask = inputs["attention_mask"].bool()  # [B, T]
-    ref_logits = reference(**ref_inputs).logits.float().cpu()  # [B, T, V]
-    cand_logits = candidate(**cand_inputs).logits.float().cpu()
-    max_diff = (ref_logits - cand_logits).abs()[mask].max().item()
-    prompt = inputs["input_ids"].shape[1]
+def probe_outputs(model, inputs: dict, max_new_tokens: int = 16) -> dict:
+    """The model's logits `[B, T, V]` on the probe batch and its `max_new_tokens` greedy tokens `[B, N]` (on CPU)."""
+    moved = _to(inputs, model)
+    logits = model(**moved).logits.float().cpu()
     greedy = {"do_sample": False, "max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens}
-    ref_tokens = reference.generate(**ref_inputs, **greedy)[:, prompt:].cpu()  # [B, N]
-    cand_tokens = candidate.generate(**cand_inputs, **greedy)[:, prompt:].cpu()
-    agreement = (ref_tokens == cand_tokens).float().mean().item()
+    tokens = model.generate(**moved, **greedy)[:, inputs["input_ids"].shape[1] :].cpu()
+    return {"logits": logits, "tokens": tokens}
+
+
+def compare_probe_outputs(reference: dict, candidate: dict, attention_mask: torch.Tensor) -> dict:
+    """Max |logit diff| over the real (unpadded) positions, and how far the greedy continuations agree."""
+    mask = attention_mask.bool().cpu()  # [B, T]
+    ref_tokens, cand_tokens = reference["tokens"], candidate["tokens"]
     return {
-        "max_abs_logit_diff": max_diff,
-        "greedy_token_agreement": agreement,
+        "max_abs_logit_diff": (reference["logits"] - candidate["logits"]).abs()[mask].max().item(),
+        "greedy_token_agreement": (ref_tokens == cand_tokens).float().mean().item(),
         "greedy_tokens_match": bool(torch.equal(ref_tokens, cand_tokens)),
-        "reference_tokens": ref_tokens.tolist(),
-        "candidate_tokens": cand_tokens.tolist(),
     }
+
+
+def compare_on_probe(reference, candidate, inputs: dict, max_new_tokens: int = 16) -> dict:
+    """[`compare_probe_outputs`] for two loaded models."""
+    ref, cand = probe_outputs(reference, inputs, max_new_tokens), probe_outputs(candidate, inputs, max_new_tokens)
+    return compare_probe_outputs(ref, cand, inputs["attention_mask"])
 
 
 def _to(inputs: dict, model) -> dict:
@@ -343,11 +373,13 @@ def quantize_checkpoint(
     backend: str = "auto",
     keep_towers_fp: bool = False,
     device: str | None = None,
+    dtype: str = "auto",
     group_size: int = 64,
     probe_new_tokens: int = 16,
 ) -> QuantizationReport:
     """Quantizes the checkpoint at `model_dir` into `output_dir` (model, processor, remote code, and
     `openmind_quantization.json` with the report), then reloads the output and compares it with the original.
+    Only one model is in memory at a time: the original's probe outputs are taken first.
 
     Args:
         model_dir (`str` or `Path`): a saved OpenMind checkpoint (full precision).
@@ -356,6 +388,8 @@ def quantize_checkpoint(
         backend (`str`, *optional*, defaults to `"auto"`): `auto`, `torchao`, `quanto` or `bnb` (see module doc).
         keep_towers_fp (`bool`, *optional*, defaults to `False`): keep vision/audio towers and projectors unquantized.
         device (`str`, *optional*): `cuda` for the CUDA-only paths (bnb, torchao int4); default CPU.
+        dtype (`str`, *optional*, defaults to `"auto"`): dtype of the unquantized parts (e.g. `"bfloat16"`); `auto`
+            keeps the checkpoint's (torchao int4 on CUDA always uses bfloat16).
         group_size (`int`, *optional*, defaults to 64): int4 group size for torchao (must divide the in-features).
         probe_new_tokens (`int`, *optional*, defaults to 16): greedy tokens compared; 0 skips the comparison.
     """
@@ -369,19 +403,13 @@ def quantize_checkpoint(
     if output_dir.resolve() == Path(model_dir).resolve():
         raise ValueError("--output must differ from --model: quantizing in place would destroy the original.")
     processor = AutoProcessor.from_pretrained(model_dir)
+    inputs = probe_batch(processor)
     original = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
     skip = full_precision_modules(original, keep_towers_fp)
-    if backend == "quanto":
-        method = _quantize_with_quanto(model_dir, output_dir, bits, skip)
-    else:
-        config, method = transformers_quantization_config(backend, bits, skip, device, group_size)
-        load_kwargs = {"device_map": device} if device else {}
-        dtype = torch.bfloat16 if backend == "torchao" and bits == 4 and _is_cuda(device) else "auto"
-        quantized = AutoModelForImageTextToText.from_pretrained(
-            model_dir, quantization_config=config, dtype=dtype, **load_kwargs
-        )
-        quantized.save_pretrained(output_dir)
-        del quantized
+    if probe_new_tokens > 0:
+        reference = probe_outputs(original.to(device) if device else original, inputs, probe_new_tokens)
+    del original
+    method = _quantize_and_save(model_dir, output_dir, backend, bits, skip, device, dtype, group_size)
     processor.save_pretrained(output_dir)
     report = QuantizationReport(
         backend=backend,
@@ -393,17 +421,35 @@ def quantize_checkpoint(
         probe_new_tokens=probe_new_tokens,
     )
     if probe_new_tokens > 0:
-        reloaded = load_model_for_inference(output_dir, device=device)
-        original = original.to(device) if device else original
-        result = compare_on_probe(original, reloaded, probe_batch(processor), probe_new_tokens)
-        report.max_abs_logit_diff = result["max_abs_logit_diff"]
-        report.greedy_token_agreement = result["greedy_token_agreement"]
-        report.greedy_tokens_match = result["greedy_tokens_match"]
+        candidate = probe_outputs(load_model_for_inference(output_dir, device=device), inputs, probe_new_tokens)
+        for key, value in compare_probe_outputs(reference, candidate, inputs["attention_mask"]).items():
+            setattr(report, key, value)
     if "int8 storage" in method:
         report.notes.append("torchao has no packed int4 layout on CPU; use --backend quanto for int4-sized files.")
     report.seconds = time.perf_counter() - started
     (output_dir / RECORD_FILE).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
+
+
+def _quantize_and_save(model_dir, output_dir: Path, backend, bits, skip, device, dtype, group_size) -> str:
+    """Loads `model_dir`, quantizes it with `backend`, saves it to `output_dir`; returns the method's description."""
+    from transformers import AutoModelForImageTextToText
+
+    load_kwargs = {"device_map": device} if device else {}
+    dtype = _as_dtype(dtype) or "auto"
+    if backend == "quanto":
+        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, **load_kwargs).eval()
+        model, method = quantize_with_quanto(model, bits, skip)
+        save_quanto(model, output_dir)
+        return method
+    config, method = transformers_quantization_config(backend, bits, skip, device, group_size)
+    if backend == "torchao" and bits == 4 and _is_cuda(device):
+        dtype = torch.bfloat16  # the tinygemm int4 kernel takes bf16 activations only
+    model = AutoModelForImageTextToText.from_pretrained(
+        model_dir, quantization_config=config, dtype=dtype, **load_kwargs
+    )
+    model.save_pretrained(output_dir)
+    return method
 
 
 def quantize_with_quanto(model, bits: int, skip: list[str]):
@@ -416,15 +462,6 @@ def quantize_with_quanto(model, bits: int, skip: list[str]):
     quantize(model, weights=qint8 if bits == 8 else qint4, exclude=exclude)
     freeze(model)  # replaces float weights by their quantized form, so the state dict holds int data
     return model, f"optimum-quanto {'qint8' if bits == 8 else 'qint4'} weights"
-
-
-def _quantize_with_quanto(model_dir, output_dir: Path, bits: int, skip: list[str]) -> str:
-    from transformers import AutoModelForImageTextToText
-
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
-    model, method = quantize_with_quanto(model, bits, skip)
-    save_quanto(model, output_dir)
-    return method
 
 
 __all__ = [
@@ -441,6 +478,8 @@ __all__ = [
     "probe_conversations",
     "probe_batch",
     "compare_on_probe",
+    "probe_outputs",
+    "compare_probe_outputs",
     "weights_bytes",
     "TOWER_MODULES",
     "RECORD_FILE",

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep the vision and audio towers and their projectors in full precision",
     )
     parser.add_argument("--device", default=None, help="cuda for the CUDA-only paths (bnb, torchao int4); default cpu")
+    parser.add_argument(
+        "--dtype", default="auto", help="dtype of the unquantized parts, e.g. bfloat16 (default: the checkpoint's)"
+    )
     parser.add_argument("--group-size", type=int, default=64, help="int4 group size for torchao (default 64)")
     parser.add_argument(
         "--probe-tokens", type=int, default=16, help="greedy tokens compared with the original (0 skips the check)"
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             backend=args.backend,
             keep_towers_fp=args.keep_towers_fp,
             device=args.device,
+            dtype=args.dtype,
             group_size=args.group_size,
             probe_new_tokens=args.probe_tokens,
         )

@@ -169,6 +169,14 @@ def test_thinking_mode_answers_after_think_and_counts_unterminated_blocks(checkp
     gsm8k = report["tasks"]["gsm8k"]
     assert gsm8k["num_unterminated_thinking"] == 1 and gsm8k["metrics"]["accuracy"] == 0.0
     assert "| gsm8k | accuracy | 0.0000 | 1 | 1 |" in printed
+    # A thinking budget force-closes the block: nothing is left unterminated.
+    report, _ = _eval(capsys, "--model", checkpoint, "--data", data_dir, "--tasks", "gsm8k", "--enable-thinking",
+                      "--thinking-budget", "2", "--max-new-tokens", "12", "--output", out,
+                      "--predictions", tmp_path / "p.jsonl")  # fmt: skip
+    assert report["tasks"]["gsm8k"]["num_unterminated_thinking"] == 0
+    assert report["config"]["thinking_budget"] == 2
+    generation = json.loads((tmp_path / "p.jsonl").read_text())["generation"]
+    assert generation.startswith("<think>") and "</think>" in generation[: len("<think>") + 20]
 
 
 def test_limit_and_missing_task_files(checkpoint, data_dir, tmp_path, capsys):
@@ -197,3 +205,15 @@ def test_run_benchmarks_script(checkpoint, data_dir, tmp_path):
     assert report["tasks"]["gsm8k"]["metrics"]["accuracy"] == 1.0
     assert report["tasks"]["humaneval"]["metrics"]["pass@1"] == 1.0
     assert "| humaneval | pass@1 | 1.0000 |" in result.stdout
+
+
+def test_the_real_shared_files_are_found_and_read():
+    from openmind_hf.evaluation.runner import EvalConfig, select_tasks
+
+    shared = Path(os.environ.get("OPENMIND_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not shared.is_dir():
+        pytest.skip(f"real data directory {shared} not found (set OPENMIND_SHARED_DATA)")
+    chosen, skipped = select_tasks(EvalConfig(model="unused", data_dir=str(shared)))
+    counts = {task.name: len(task.load(path)) for task, path in chosen}
+    assert counts == {"gsm8k": 1319, "math": 500, "humaneval": 164}
+    assert set(skipped) == {"vqa", "textvqa", "caption", "ppl"}

@@ -292,12 +292,14 @@ def run_python(
                 proc.communicate(input=token.encode() + b"\n", timeout=limits.timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                # The child leads its own session: this kills it and anything it managed to start.
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            finally:
+                if proc.poll() is None:  # timed out, or we were interrupted: never leave the child running
+                    # The child leads its own session: this kills it and anything it managed to start.
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait()
         stdout, stderr = _tail(outer / "stdout"), _tail(outer / "stderr")
     finally:
         shutil.rmtree(outer, ignore_errors=True)

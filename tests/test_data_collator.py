@@ -146,12 +146,6 @@ def test_length_policy_never_cuts_placeholders(tiny, samples):
         assert torch.isfinite(_loss(model, b))
 
 
-@pytest.mark.xfail(
-    reason="processor.apply_chat_template passes videos nested per conversation ([[video]]) and "
-    "OpenMindProcessor.prepare_inputs_layout (processing_openmind.py, core issue) does not flatten them yet",
-    raises=(TypeError, ValueError),
-    strict=False,
-)
 def test_video_samples_collate_and_run(tiny, tmp_path):
     import av
 

@@ -186,6 +186,16 @@ class TestModel:
         n = single["input_ids"].shape[1]
         torch.testing.assert_close(model(**single).logits[0], full[0, :n], atol=1e-5, rtol=1e-5)
 
+    def test_packed_row_never_attends_across_samples_even_with_use_cache(self, model_and_processor):
+        model, _ = model_and_processor
+        a, b = torch.tensor([[30, 31, 32, 33]]), torch.tensor([[40, 41, 42]])
+        packed = torch.cat([a, b], dim=1)
+        position_ids = torch.tensor([[0, 1, 2, 3, 0, 1, 2]])
+        assert model.config.text_config.use_cache  # the default that used to build a cache and drop the masks
+        logits = model(input_ids=packed, position_ids=position_ids).logits
+        torch.testing.assert_close(logits[:, 4:], model(input_ids=b).logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits[:, :4], model(input_ids=a).logits, atol=1e-5, rtol=1e-5)
+
     def test_generate_with_and_without_cache_agree(self, model_and_processor):
         model, processor = model_and_processor
         processor.tokenizer.padding_side = "left"

@@ -318,6 +318,10 @@ class OpenMindModel(OpenMindPreTrainedModel):
             elif input_features is not None:
                 raise ValueError("This OpenMind model has no audio tower, but audio features were given.")
 
+        if attention_mask is None and position_ids is not None and cache is None:
+            # A packed row (position_ids restart per sample, no mask): transformers builds per-sample masks from
+            # position_ids only when no KV cache is being built, so never build one here.
+            kwargs["use_cache"] = False
         outputs = self.language_model(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, cache=cache, **kwargs
         )

@@ -136,7 +136,7 @@ class OpenMindProcessor(ProcessorMixin):
             audio = [self._check_clip(clip, i, kwargs.get("sampling_rate")) for i, clip in enumerate(audio)]
         images, text, _, audio = super().prepare_inputs_layout(images=images, text=text, videos=None, audio=audio, **kwargs)
         if videos is not None:
-            videos = [videos] if isinstance(videos, (str, os.PathLike)) else list(videos)
+            videos = _flatten_videos(videos) or None
         return images, text, videos, audio
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
@@ -217,6 +217,28 @@ def _flatten(items):
     if isinstance(items, (list, tuple)):
         return [x for item in items for x in _flatten(item)]
     return [items]
+
+
+def _is_frame(item) -> bool:
+    return isinstance(item, (Image.Image, np.ndarray)) or hasattr(item, "__array__")
+
+
+def _flatten_videos(videos) -> list:
+    """Videos come flat or nested per sample (`apply_chat_template` passes `[[video], ...]`); a video is a path or
+    a list of frames. Returns the flat list of videos."""
+    if isinstance(videos, (str, os.PathLike)):
+        return [videos]
+    flat = []
+    for item in videos:
+        if isinstance(item, (str, os.PathLike)):
+            flat.append(item)
+        elif isinstance(item, (list, tuple)) and item and all(_is_frame(f) for f in item):
+            flat.append(list(item))  # one video given as its frames
+        elif isinstance(item, (list, tuple)):
+            flat.extend(_flatten_videos(item))
+        else:
+            raise ValueError(f"A video must be a path or a list of frames, got {type(item).__name__}.")
+    return flat
 
 
 def _is_empty_nested(items) -> bool:

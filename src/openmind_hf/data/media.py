@@ -61,24 +61,9 @@ def _read_bytes(item: Any, what: str) -> bytes | str:
 
 
 def _to_rgb(image):
-    from PIL import Image, ImageOps
+    from ..processing.processing_openmind import to_rgb  # one conversion for the data path and the processor
 
-    image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF, not in the pixels
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16/32-bit grayscale: scale to 8 bits (convert("L") would clip everything above 255 to white)
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        if image.mode == "F":
-            top = max(float(pixels.max()), 1e-8)
-        image = Image.fromarray(np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        # Transparent pixels go on white: black would turn dark-on-transparent logos/charts into black squares.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")  # CMYK, YCbCr, 1, L, ... -> RGB
+    return to_rgb(image)
 
 
 def load_image(item: Any):

@@ -26,16 +26,20 @@ def audio_token_count(num_mel_frames: int, audio_model_type: str, pool_stride: i
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL image -> upright 8-bit RGB: applies EXIF rotation, scales 16/32-bit, flattens alpha onto white."""
-    image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), mode="L")
-    if image.mode == "P":
+    image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF, not in the pixels
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16/32-bit grayscale: scale to 8 bits (convert("L") would clip everything above 255 to white)
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+        if image.mode == "F":
+            top = max(float(pixels.max()), 1e-8)
+        image = Image.fromarray(np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
         image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels go on white: black would turn dark-on-transparent logos/charts into black squares.
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     return image.convert("RGB") if image.mode != "RGB" else image
 
 

@@ -101,9 +101,7 @@ def context_length(model, tokenizer) -> int:
 
 def create_app(model, processor, settings: ServeSettings) -> FastAPI:
     """The server for one loaded `model` and its `processor`. Generation runs on `settings.generation_workers`
-    threads started here and stopped at the app's shutdown."""
-    # A backstop for PIL paths we do not call directly; `decode_image` checks the header itself first.
-    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    threads started here and stopped at the app's shutdown; PIL's pixel limit is set while the app runs."""
     tokenizer = processor.tokenizer
     fetcher = None
     if settings.allowed_media_domains:
@@ -124,8 +122,14 @@ def create_app(model, processor, settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
-        yield
-        engine.shutdown()
+        # PIL's own bomb limit, process-wide, as a backstop (`decode_image` checks the header itself first);
+        # restored at shutdown so an app started in a test does not change PIL for the rest of the process.
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, settings.max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+            engine.shutdown()
 
     app = FastAPI(title="OpenMind", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.engine, app.state.settings, app.state.counters = engine, settings, GuardCounters()

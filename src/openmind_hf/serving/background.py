@@ -28,7 +28,7 @@ class BackgroundServer:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind((host, port))
         self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_keep_alive=5)
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="auto", timeout_keep_alive=5)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, name="openmind-uvicorn", daemon=True

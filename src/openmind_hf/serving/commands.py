@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="server processes, each with its own model copy")
+    parser.add_argument(
+        "--worker-healthcheck-timeout",
+        type=int,
+        default=300,
+        help="with --workers > 1: seconds a worker may take to answer uvicorn's liveness ping (model loading "
+        "counts; uvicorn's default of 5 s kills workers that are still loading a model)",
+    )
     key = parser.add_argument_group("authentication (a key is required unless --no-api-key)")
     key.add_argument("--api-key", help="the key clients must send (visible in `ps`: prefer --api-key-env)")
     key.add_argument("--api-key-env", default="OPENMIND_API_KEY", help="environment variable holding the key")
@@ -129,7 +136,13 @@ def run(args) -> int:
     }
     if args.workers > 1:
         os.environ[SETTINGS_ENV] = settings_to_environment(settings)
-        uvicorn.run("openmind_hf.serving.app:app_from_environment", factory=True, workers=args.workers, **common)
+        uvicorn.run(
+            "openmind_hf.serving.app:app_from_environment",
+            factory=True,
+            workers=args.workers,
+            timeout_worker_healthcheck=args.worker_healthcheck_timeout,
+            **common,
+        )
         return 0
     try:
         model, processor = load_model(args.model, args.dtype, args.device)

@@ -230,6 +230,7 @@ class GenerationEngine:
         self._ready = threading.Condition()
         self._closed = False
         self.batch_sizes: list[int] = []  # sizes of the batches run so far (observability and tests)
+        self.running = 0  # requests inside a `generate` call right now
         self._workers = [
             threading.Thread(target=self._work, name=f"openmind-generate-{i}", daemon=True) for i in range(num_workers)
         ]
@@ -278,12 +279,17 @@ class GenerationEngine:
                     job.emit("done", Completion(reason, 0, 0))
             if not live:
                 continue
+            with self._ready:
+                self.running += len(live)
             try:
                 self._generate(live)
             except Exception as exc:
                 logger.error("generation failed for a batch of %d: %s", len(live), describe_exception(exc))
                 for job in live:
                     job.emit("error", None)
+            finally:
+                with self._ready:
+                    self.running -= len(live)
 
     @torch.inference_mode()
     def _generate(self, jobs: list[GenerationJob]) -> None:

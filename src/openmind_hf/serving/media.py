@@ -66,7 +66,7 @@ def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> Image
     try:
         image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError:
-        raise MediaError(f"{what} is larger than the pixel limit of {limits.max_pixels}.") from None
+        raise MediaError(f"{what} is larger than the pixel limit of {limits.max_pixels} pixels per image.") from None
     except Exception:  # PIL raises many types (UnidentifiedImageError, SyntaxError, struct.error...)
         raise MediaError(f"{what} is not a readable {'/'.join(IMAGE_FORMATS)} image.") from None
     width, height = image.size

@@ -208,6 +208,8 @@ class TestModel:
         without_cache = model.generate(**batch, use_cache=False, **kwargs)
         assert torch.equal(with_cache, without_cache)
         assert with_cache.shape[1] == batch["input_ids"].shape[1] + 8
+        placeholders = [model.config.image_token_id, model.config.audio_token_id, model.config.video_token_id]
+        assert not torch.isin(with_cache[:, batch["input_ids"].shape[1] :], torch.tensor(placeholders)).any()
 
     @pytest.mark.parametrize("attn", ["eager", "flex_attention"])
     def test_attention_implementations_agree_with_sdpa(self, tiny_checkpoint, attn, model_and_processor):

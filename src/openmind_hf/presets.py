@@ -110,9 +110,12 @@ def tiny_config(tokenizer=None, **overrides) -> OpenMindConfig:
 
 
 def set_generation_defaults(model, tokenizer) -> None:
+    """Stop at `<|im_end|>`, and never generate a media placeholder: a generated `<video>` would have no features
+    when the sequence is scored again (RL loss, evaluation), so it must not be sampled in the first place."""
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
+    model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in ("<image>", "<audio>", "<video>")]
 
 
 def build_tiny_preset(output_dir: str | Path | None = None, seed: int = 0, **config_overrides):

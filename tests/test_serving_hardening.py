@@ -356,6 +356,32 @@ def test_request_timeout_stops_generation(servers):
     assert post(server, chat(text="hello")).status_code == 200
 
 
+def _wait_idle(engine, within: float) -> float:
+    started = time.monotonic()
+    while engine.running and time.monotonic() - started < within:
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_client_disconnect_stops_generation(servers):
+    server = servers["main"]
+    engine = server.app.state.engine
+    url = server.url + "/v1/chat/completions"
+    long_body = chat(text="hello", max_tokens=2000, min_tokens=2000)
+    started = time.monotonic()
+    full = post(server, {**long_body, "max_tokens": 400, "min_tokens": 400})  # how long 400 tokens take here
+    per_token = (time.monotonic() - started) / 400
+    assert full.status_code == 200
+    with httpx.stream("POST", url, json={**long_body, "stream": True}, headers=AUTH, timeout=30) as response:
+        assert next(response.iter_lines()).startswith("data: ")
+        assert engine.running == 1
+    assert _wait_idle(engine, 2000 * per_token / 2) < 2000 * per_token / 2, "streaming row kept generating"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=long_body, headers=AUTH, timeout=0.3)
+    assert _wait_idle(engine, 2000 * per_token / 2) < 2000 * per_token / 2, "non-streaming row kept generating"
+    assert post(server, chat(text="hello")).status_code == 200
+
+
 def test_slow_body_times_out(servers):
     server = servers["quick"]
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -384,7 +410,8 @@ def test_unexpected_errors_become_clean_500s(logs):
 
 
 def test_logs_hold_no_payload_and_no_addresses(logs, servers):
-    # Runs last in this module: by now every request above has been logged.
+    # Runs last in this module: by now every request above has been logged (plus this one, if run alone).
+    post(servers["main"], chat(image_url(f"data:image/png;base64,{MARKER}")))
     assert any("POST /v1/chat/completions 400" in line for line in logs.lines), "the log capture saw nothing"
     leaks = [line for line in logs.lines if MARKER in line or ADDRESS.search(line)]
     assert leaks == []

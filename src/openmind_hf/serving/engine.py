@@ -230,7 +230,7 @@ class GenerationEngine:
         self._ready = threading.Condition()
         self._closed = False
         self.batch_sizes: list[int] = []  # sizes of the batches run so far (observability and tests)
-        self.running = 0  # requests inside a `generate` call right now
+        self._active: set[GenerationJob] = set()  # requests inside a `generate` call right now
         self._workers = [
             threading.Thread(target=self._work, name=f"openmind-generate-{i}", daemon=True) for i in range(num_workers)
         ]
@@ -247,10 +247,16 @@ class GenerationEngine:
             self._ready.notify()
         return job
 
+    @property
+    def running(self) -> int:
+        """Requests inside a `generate` call right now."""
+        return len(self._active)
+
     def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancels queued and running requests (rows stop at their next token) and joins the workers."""
         with self._ready:
             self._closed = True
-            for job in self._pending:
+            for job in [*self._pending, *self._active]:
                 job.cancel()
             self._ready.notify_all()
         for worker in self._workers:
@@ -280,7 +286,7 @@ class GenerationEngine:
             if not live:
                 continue
             with self._ready:
-                self.running += len(live)
+                self._active.update(live)
             try:
                 self._generate(live)
             except Exception as exc:
@@ -289,7 +295,7 @@ class GenerationEngine:
                     job.emit("error", None)
             finally:
                 with self._ready:
-                    self.running -= len(live)
+                    self._active.difference_update(live)
 
     @torch.inference_mode()
     def _generate(self, jobs: list[GenerationJob]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from .errors import APIError, describe_exception
 
 logger = logging.getLogger("openmind_hf.serving")
+_PRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 
 async def send_error(send, error: APIError) -> None:
@@ -95,7 +97,8 @@ class RequestGuard:
         finally:
             elapsed = time.monotonic() - started
             code = status[0] if status else 0
-            logger.info("%s %s %d %.3fs id=%s", scope["method"], scope["path"], code, elapsed, request_id)
+            path = _PRINTABLE.sub("?", scope["path"][:200])  # no control characters: one request, one log line
+            logger.info("%s %s %d %.3fs id=%s", scope["method"], path, code, elapsed, request_id)
 
     def _refusal(self, scope) -> APIError | None:
         headers = dict(scope["headers"])
@@ -110,7 +113,9 @@ class RequestGuard:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
         declared = headers.get(b"content-length", b"")
-        if declared and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+        if declared and not declared.isdigit():
+            return APIError(400, "Invalid Content-Length header.")
+        if declared and int(declared) > self.max_body_bytes:
             return APIError(413, f"The request body is larger than the {self.max_body_bytes}-byte limit.")
         return None
 

@@ -202,7 +202,14 @@ def evaluation_section(benchmarks: dict | None) -> str | None:
     return "\n".join(lines)
 
 
-def usage_snippet(repo_id: str, quanto: bool = False) -> str:
+# What a user must install to load weights of each quantization backend (the OpenMind code itself ships in the repo).
+BACKEND_REQUIREMENTS = {
+    "torchao": "# torchao-quantized weights: pip install torchao\n",
+    "bnb": "# bitsandbytes weights: a CUDA GPU and pip install bitsandbytes\n",
+}
+
+
+def usage_snippet(repo_id: str, quanto: bool = False, backend: str | None = None) -> str:
     """Python that loads the model by repo id and answers about an image and an audio clip, with thinking on and off."""
     if quanto:
         load = (
@@ -213,7 +220,7 @@ def usage_snippet(repo_id: str, quanto: bool = False) -> str:
         )
         pipe = 'pipe = pipeline("image-text-to-text", model=model, processor=processor)'
     else:
-        load = (
+        load = BACKEND_REQUIREMENTS.get(backend, "") + (
             f'model = AutoModelForImageTextToText.from_pretrained("{repo_id}", trust_remote_code=True)\n'
             f'processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)'
         )
@@ -280,6 +287,7 @@ def build_model_card(
         benchmarks = json.loads(Path(benchmarks).read_text())
     config = AutoConfig.from_pretrained(model_dir)
     quanto = is_quanto_checkpoint(model_dir)
+    record = json.loads((model_dir / RECORD_FILE).read_text()) if (model_dir / RECORD_FILE).is_file() else {}
     quantization = quantization_section(model_dir)
     training, datasets = training_section(model_dir)
     sections = [
@@ -290,7 +298,7 @@ def build_model_card(
         quantization,
         training,
         evaluation_section(benchmarks),
-        "## Usage\n\n" + usage_snippet(repo_id, quanto=quanto),
+        "## Usage\n\n" + usage_snippet(repo_id, quanto=quanto, backend=record.get("backend")),
     ]
     return (
         front_matter(datasets, license, quantization is not None) + "\n" + "\n\n".join(s for s in sections if s) + "\n"

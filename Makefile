@@ -1,5 +1,5 @@
 # OpenMind developer commands, in the style of the Hugging Face repos.
-.PHONY: setup test test-fast style quality demo bench clean
+.PHONY: setup test test-deps style quality demo bench clean
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,13 @@ setup:
 
 # Installs what it needs first, so it works from a fresh clone on a fresh machine.
 # pytest's exit code 5 (nothing collected) counts as a failure.
-test: setup
+# System tools some tests use (git-lfs for the Hub-pull test); those tests skip with a reason when absent.
+test-deps:
+	@command -v git-lfs >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -qq git-lfs >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq git-lfs >/dev/null 2>&1)) ; } || \
+		echo "note: git-lfs not installed; the Hub-pull test will skip"
+
+test: setup test-deps
 	@$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
 

@@ -18,8 +18,6 @@ import os
 import sys
 from pathlib import Path
 
-from .app import SETTINGS_ENV, ServeSettings, create_app, load_model, settings_to_environment
-
 logger = logging.getLogger("openmind_hf.serving")
 
 
@@ -86,7 +84,10 @@ def _api_key(args) -> str | None:
     return key
 
 
-def settings_from_args(args) -> ServeSettings:
+def settings_from_args(args):
+    """`ServeSettings` from parsed arguments; raises `ValueError` for a bad combination."""
+    from .app import ServeSettings
+
     name = args.served_model_name or (Path(args.model).name if Path(args.model).is_dir() else args.model)
     return ServeSettings(
         model_name=name,
@@ -120,6 +121,8 @@ def _log_config(level: str) -> dict:
 
 def run(args) -> int:
     import uvicorn
+
+    from .app import SETTINGS_ENV, create_app, load_model, settings_to_environment
 
     try:
         settings = settings_from_args(args)

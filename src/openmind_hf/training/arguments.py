@@ -115,8 +115,18 @@ class DataArguments:
     on_error: str = field(default="raise", metadata={"help": "Bad records: 'raise' (stop) or 'skip' (count)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval records."})
-    enable_thinking: bool = field(
-        default=False, metadata={"help": "Render assistant turns (and GRPO prompts) with the thinking block."}
+    enable_thinking: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Thinking mode of the chat template: true/false for every sample; unset = on exactly for samples "
+            "whose assistant turns carry reasoning (SFT), off for pairs. GRPO prompts need true to think."
+        },
+    )
+    cache_encoded_samples: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep each chat sample's encoding in memory after its first batch (multi-epoch, small data)."
+        },
     )
     tasks: list[str] | None = field(
         default=None, metadata={"help": "Keep only records whose metadata.task is one of these."}
@@ -162,7 +172,9 @@ def _refuse_packing(config) -> None:
 @dataclass
 class OpenMindSFTConfig(_OpenMindDefaults, SFTConfig):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Activation checkpointing."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Alias of --activation_checkpointing."}
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep media columns for the collator."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
 
@@ -179,7 +191,9 @@ class OpenMindSFTConfig(_OpenMindDefaults, SFTConfig):
 @dataclass
 class OpenMindDPOConfig(_OpenMindDefaults, DPOConfig):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Activation checkpointing."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Alias of --activation_checkpointing."}
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep media columns for the collator."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     packing: bool = field(default=False, metadata={"help": "Not supported for preference pairs."})
@@ -193,7 +207,9 @@ class OpenMindDPOConfig(_OpenMindDefaults, DPOConfig):
 @dataclass
 class OpenMindRewardConfig(_OpenMindDefaults, RewardConfig):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Activation checkpointing."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Alias of --activation_checkpointing."}
+    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep media columns for the collator."})
     logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     packing: bool = field(default=False, metadata={"help": "Not supported for preference pairs."})
@@ -207,7 +223,9 @@ class OpenMindRewardConfig(_OpenMindDefaults, RewardConfig):
 @dataclass
 class OpenMindGRPOConfig(_OpenMindDefaults, GRPOConfig):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Activation checkpointing."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Alias of --activation_checkpointing."}
+    )
     logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     packing: bool = field(default=False, metadata={"help": "Not supported for generated completions."})
 

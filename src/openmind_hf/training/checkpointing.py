@@ -17,6 +17,7 @@ for LLaVA-style checkpoints silently matched nothing; here a missing or unexpect
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -261,6 +262,8 @@ class SafeCheckpointMixin:
         if self.args.should_save:
             write_marker(staged, self.state.global_step)
             publish(staged, final)
+            with contextlib.suppress(OSError):
+                os.rmdir(staging_root)  # only when empty: the next save recreates it
             from transformers.trainer_utils import rotate_checkpoints
 
             rotate_checkpoints(

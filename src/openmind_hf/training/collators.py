@@ -1,6 +1,7 @@
-"""Collators that put every modality into the batch: chats (SFT / pretraining), preference pairs (DPO) and
-reward pairs. Each takes decoded canonical samples (see `training/data.py`) and calls the OpenMind processor once
-per batch, so images AND audio reach the model (TRL's stock vision collators pass images only).
+"""Collators that put every modality into the batch for preference pairs (DPO) and reward pairs, plus a cache for
+the chat collator. Each takes decoded samples (see `training/data.py`) and calls the OpenMind processor once per
+batch, so images AND audio reach the model (TRL's stock vision collators pass images only). Chats and captions use
+`openmind_hf.processing.collator.OpenMindCollator` (assistant-only labels, length policy, packing).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..data.errors import DataError
-from ..data.formats import messages_with_media
+from ..processing.collator import OpenMindCollator
 
 
 def _media(samples: list[dict]) -> tuple[list | None, list | None, list | None]:
@@ -20,83 +21,21 @@ def _media(samples: list[dict]) -> tuple[list | None, list | None, list | None]:
     return (images if any(images) else None), (audios or None), (videos or None)
 
 
-def _placeholder_ids(processor) -> torch.Tensor:
-    return torch.tensor([processor.image_token_id, processor.audio_token_id, processor.video_token_id])
+class CachedChatCollator(OpenMindCollator):
+    """`OpenMindCollator` that keeps each sample's encoding (token ids, labels, media tensors) after its first batch,
+    keyed by sample id: later epochs skip the chat template, tokenizer, image processor and feature extractor.
+    Memory grows with the dataset (~45 KB per tiny-preset sample); meant for multi-epoch runs on small data."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cache: dict[str, dict] = {}
 
-def _check_truncation(ids: torch.Tensor, max_length: int, placeholders: torch.Tensor, sample_id: str) -> None:
-    """Refuses a cut that would drop media placeholder tokens (the model would then see fewer tokens than features)."""
-    if bool(torch.isin(ids[max_length:], placeholders).any()):
-        raise DataError(
-            f"the sequence has {ids.numel()} tokens and media placeholders after position {max_length}",
-            sample_id=sample_id,
-            hint="raise --max_length (truncation never cuts into media tokens), or drop the sample",
-        )
-
-
-class ChatCollator:
-    r"""
-    Chats and captions -> `input_ids`, `attention_mask`, `labels` (assistant tokens only), media tensors.
-
-    Args:
-        processor (`OpenMindProcessor`): renders the chat template and expands placeholders.
-        max_length (`int`, *optional*): longer samples are cut at the end, never inside media placeholders.
-        packing (`bool`, *optional*, defaults to False): one padding-free row per batch, `position_ids` restarting
-            at 0 for each sample and no `attention_mask`, so attention stays within each sample.
-        enable_thinking (`bool`, *optional*, defaults to False): render assistant turns with their reasoning.
-    """
-
-    def __init__(self, processor, max_length: int | None = None, packing: bool = False, enable_thinking: bool = False):
-        self.processor, self.max_length, self.packing, self.enable_thinking = (
-            processor,
-            max_length,
-            packing,
-            enable_thinking,
-        )
-        self.pad_token_id = processor.tokenizer.pad_token_id
-        self.placeholders = _placeholder_ids(processor)
-
-    def __call__(self, samples: list[dict]) -> dict:
-        conversations = [messages_with_media(s) for s in samples]
-        batch = self.processor.apply_chat_template(
-            conversations,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-            return_assistant_tokens_mask=True,
-            enable_thinking=self.enable_thinking,
-            processor_kwargs={"padding": True, "padding_side": "right"},
-        )
-        assistant = batch.pop("assistant_masks").bool()
-        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        rows = []
-        for i, sample in enumerate(samples):
-            length = int(attention_mask[i].sum())
-            ids, labels = input_ids[i, :length], input_ids[i, :length].masked_fill(~assistant[i, :length], -100)
-            if self.max_length is not None and length > self.max_length:
-                _check_truncation(ids, self.max_length, self.placeholders, str(sample.get("id")))
-                ids, labels = ids[: self.max_length], labels[: self.max_length]
-            rows.append((ids, labels))
-        media = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
-        return {**(self._pack(rows) if self.packing else self._pad(rows)), **media}
-
-    def _pad(self, rows) -> dict:
-        width = max(ids.numel() for ids, _ in rows)
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (ids, lab) in enumerate(rows):
-            input_ids[i, : ids.numel()], labels[i, : ids.numel()], attention_mask[i, : ids.numel()] = ids, lab, 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-    def _pack(self, rows) -> dict:
-        # [1, sum(T_i)]; no attention_mask, so transformers builds per-sample causal masks from position_ids.
-        # Each sample starts with `<|im_start|>` (unlabelled), so no label crosses a sample boundary.
-        return {
-            "input_ids": torch.cat([ids for ids, _ in rows])[None],
-            "labels": torch.cat([lab for _, lab in rows])[None],
-            "position_ids": torch.cat([torch.arange(ids.numel()) for ids, _ in rows])[None],
-        }
+    def _encode_all(self, samples: list) -> list[dict]:
+        missing = [s for s in samples if s is not None and s.get("id") not in self._cache]
+        if missing:
+            for item in super()._encode_all(missing):
+                self._cache[item["id"]] = item
+        return [self._cache[s.get("id")] for s in samples if s is not None and s.get("id") in self._cache]
 
 
 def _render(processor, messages: list[dict], enable_thinking: bool, add_generation_prompt: bool) -> str:
@@ -192,4 +131,4 @@ class RewardCollator(PreferenceCollator):
         return batch
 
 
-__all__ = ["ChatCollator", "PreferenceCollator", "RewardCollator"]
+__all__ = ["CachedChatCollator", "PreferenceCollator", "RewardCollator"]

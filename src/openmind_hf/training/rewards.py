@@ -2,7 +2,8 @@
 
 Names: `accuracy` (the answer after `</think>` equals the row's `answer`, ignoring case, spaces and a final
 period), `think_format` (one well-formed `<think>` block then an answer), and every reward of
-`openmind_hf.evaluation.rewards` (`vqa`, `gsm8k`, `math`, `code`, `thinking_format`, ...).
+`openmind_hf.evaluation.rewards` (`vqa`, `gsm8k`, `math`, `code`, `thinking_format`, ...), or your own as
+`package.module:function` (TRL's signature: `f(completions, **columns) -> list[float]`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def get_reward_functions(names: Sequence[str], reward_model: str | None = None) 
     for name in names:
         if name in local:
             funcs.append(local[name])
+        elif ":" in name:  # "package.module:function", a reward of your own
+            import importlib
+
+            module, _, attribute = name.partition(":")
+            funcs.append(getattr(importlib.import_module(module), attribute))
         else:
             from ..evaluation.rewards import get_reward_function
 

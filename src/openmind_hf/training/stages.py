@@ -18,8 +18,9 @@ import torch
 from transformers import set_seed
 
 from ..data.errors import DataError
+from ..processing.collator import OpenMindCollator
 from .arguments import DataArguments, GRPOScriptArguments, ModelArguments
-from .collators import ChatCollator, PreferenceCollator, RewardCollator
+from .collators import CachedChatCollator, PreferenceCollator, RewardCollator
 from .data import IndexedCollator, index_dataset, load_chat_store, load_preference_store
 from .model_setup import prepare_model, trainable_summary
 from .summary import RunSummary
@@ -98,7 +99,15 @@ def build_trainer(stage: str, model_args, data_args, training_args, script_args=
     if stage in ("pretrain", "sft"):
         store = load_chat_store(data_args, report)
         eval_store = _eval_store(data_args, load_chat_store, report)
-        collate = ChatCollator(processor, max_length, training_args.openmind_packing, data_args.enable_thinking)
+        collator_cls = CachedChatCollator if data_args.cache_encoded_samples else OpenMindCollator
+        collate = collator_cls(
+            processor,
+            max_length=max_length,
+            packing=training_args.openmind_packing,
+            enable_thinking=data_args.enable_thinking,
+            on_error=data_args.on_error,
+            skip_report=report,
+        )
         trainer = OpenMindSFTTrainer(
             model=model,
             data_collator=IndexedCollator({"train": store, "eval": eval_store}, collate),
@@ -110,7 +119,7 @@ def build_trainer(stage: str, model_args, data_args, training_args, script_args=
     elif stage == "dpo":
         store = load_preference_store(data_args, report)
         eval_store = _eval_store(data_args, load_preference_store, report)
-        collate = PreferenceCollator(processor, max_length, data_args.enable_thinking)
+        collate = PreferenceCollator(processor, max_length, bool(data_args.enable_thinking))
         trainer = OpenMindDPOTrainer(
             model=model,
             ref_model=_reference_model(model, model_args),
@@ -126,7 +135,8 @@ def build_trainer(stage: str, model_args, data_args, training_args, script_args=
         trainer = OpenMindRewardTrainer(
             model=model,
             data_collator=IndexedCollator(
-                {"train": store, "eval": eval_store}, RewardCollator(processor, max_length, data_args.enable_thinking)
+                {"train": store, "eval": eval_store},
+                RewardCollator(processor, max_length, bool(data_args.enable_thinking)),
             ),
             train_dataset=index_dataset(store),
             eval_dataset=_eval_rows(eval_store),
@@ -190,7 +200,9 @@ def run_stage(
 ) -> RunSummary:
     """Trains one stage end to end and returns (and prints, and saves) its `RunSummary`."""
     start = time.time()
-    trainer, processor, report = build_trainer(stage, model_args, data_args, training_args, script_args, callbacks)
+    trainer, processor, report = build_trainer(
+        stage, model_args, data_args, training_args, script_args=script_args, callbacks=callbacks
+    )
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = training_args.output_dir
     merged_dir = _save_final(trainer, processor, model_args, output_dir)

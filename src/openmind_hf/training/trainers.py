@@ -186,18 +186,18 @@ class OpenMindGRPOTrainer(OpenMindTrainerMixin, GRPOTrainer):
         self.store = store
         self._batch_media: list[dict] | None = None  # media of the rows being scored (generation round)
         self._loss_media: list[dict] | None = None  # media of the rows in the current loss forward
-        args = kwargs["args"]
-        beta = args.beta
+        config = kwargs["args"]
+        beta = config.beta
         # TRL builds the reference policy by reloading the model from its path; an in-memory model (a preset, a
         # model composed from towers) has none. With an explicit `ref_model`, TRL is told beta=0 while it builds
         # (so it loads nothing) and the reference is installed the way TRL installs its own.
         explicit_ref = ref_model is not None and beta != 0.0
         if explicit_ref:
-            args.beta = 0.0
+            config.beta = 0.0
         try:
             super().__init__(*args, **kwargs)
         finally:
-            args.beta = beta
+            config.beta = beta
         if explicit_ref:
             self._install_ref_model(ref_model, beta)
 

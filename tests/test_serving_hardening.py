@@ -297,7 +297,10 @@ def test_concurrency_limit_answers_429_fast_and_health_stays_up(servers):
     server = servers["main"]
     app_counters = server.app.state.counters
     app_counters.peak_in_flight = 0
-    long_body = chat(text="hello", max_tokens=1500, min_tokens=1500)
+    started = time.monotonic()
+    assert post(server, chat(text="hello", max_tokens=200, min_tokens=200)).status_code == 200
+    tokens = max(200, min(2000, int(2.5 / ((time.monotonic() - started) / 200))))  # ~2.5 s per generation
+    long_body = chat(text="hello", max_tokens=tokens, min_tokens=tokens)
     barrier = threading.Barrier(4 * C)
 
     def one():
@@ -373,7 +376,10 @@ def test_client_disconnect_stops_generation(servers):
     per_token = (time.monotonic() - started) / 400
     assert full.status_code == 200
     with httpx.stream("POST", url, json={**long_body, "stream": True}, headers=AUTH, timeout=30) as response:
-        assert next(response.iter_lines()).startswith("data: ")
+        assert next(response.iter_lines()).startswith("data: ")  # the role chunk: the job is queued
+        deadline = time.monotonic() + 5
+        while engine.running != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert engine.running == 1
     assert _wait_idle(engine, 2000 * per_token / 2) < 2000 * per_token / 2, "streaming row kept generating"
     with pytest.raises(httpx.ReadTimeout):

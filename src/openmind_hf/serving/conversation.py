@@ -6,15 +6,18 @@ transformers gets a chance to open a path or fetch a URL on the client's behalf.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import torch
 
-from .errors import APIError, bad_request
+from .errors import APIError, bad_request, describe_exception
 from .fetch import FetchRefused, MediaFetcher
 from .media import MediaError, MediaLimits, decode_audio, decode_base64, decode_image, split_data_uri
 from .schemas import ChatCompletionRequest
+
+logger = logging.getLogger("openmind_hf.serving")
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,10 @@ class PromptBuilder:
                 return_tensors="pt",
                 enable_thinking=enable_thinking,
             )
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError) as err:
+            # The processor's checks raise these for inputs it cannot take; the type and place go to the log so
+            # a server-side cause stays findable, the message (which may quote the input) goes nowhere.
+            logger.warning("prompt rejected by the processor: %s", describe_exception(err))
             raise bad_request("The messages could not be turned into a prompt for this model.") from None
         inputs = {k: v for k, v in inputs.items() if v is not None}
         ids = inputs["input_ids"][0]

@@ -39,17 +39,23 @@ def _cpu_sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape
     return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
+def _addmm_flops(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
 # PyTorch's counter knows the CUDA attention kernels but not the CPU flash kernel SDPA dispatches to here (it would
-# count attention as 0); same formulas as the CUDA kernels.
-_CPU_SDPA = {
+# count attention as 0): same formulas as the CUDA kernels. Nor does it count the in-place `addmm_` (gradient
+# accumulation, e.g. in OpenMind's fused head loss): same formula as `addmm`.
+_EXTRA_FORMULAS = {
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops,
+    torch.ops.aten.addmm_: _addmm_flops,
 }
 
 
 def count_flops(fn) -> int:
     """Matmul/conv/attention FLOPs of `fn()` as PyTorch's dispatcher sees them (forward and any backward inside)."""
-    with FlopCounterMode(display=False, custom_mapping=_CPU_SDPA) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as counter:
         fn()
     return int(counter.get_total_flops())
 

@@ -26,8 +26,15 @@ def _baseline_trl_loss(model, batch: dict) -> torch.Tensor:
     return model(**batch, fused_lm_head=True).loss
 
 
-def run_gate(workdir: str, logits_atol: float = 1e-4, loss_rtol: float = 1e-4, num_rows: int | None = None) -> dict:
-    """Runs the three checks on the workspace `workdir`; returns a report with `passed`."""
+def run_gate(
+    workdir: str,
+    logits_atol: float = 1e-4,
+    loss_rtol: float = 1e-4,
+    num_rows: int | None = None,
+    pack_length: int | None = None,
+) -> dict:
+    """Runs the three checks on the workspace `workdir` (packing rows of `pack_length` tokens, as the benchmark
+    does); returns a report with `passed`."""
     from datasets import load_from_disk
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
     from worker import load_side
@@ -47,7 +54,9 @@ def run_gate(workdir: str, logits_atol: float = 1e-4, loss_rtol: float = 1e-4, n
         copy.deepcopy(rows)
     )
     padded = OpenMindCollator(processor)(copy.deepcopy(rows))
-    packed = OpenMindCollator(processor, packing=True)(copy.deepcopy(rows))
+    packed = OpenMindCollator(processor, packing=True, max_length=pack_length, truncation_policy="keep")(
+        copy.deepcopy(rows)
+    )
     same_inputs = {
         key: bool(torch.equal(baseline_batch[key], padded[key]))
         for key in ("input_ids", "attention_mask", "labels", "pixel_values")

@@ -67,12 +67,15 @@ def run_worker(task: str, side: str, args, extra: list[str] | None = None) -> di
     return result
 
 
-def interleaved(task: str, args, repeats: int, extra: dict[str, list[str]]) -> dict[str, list[dict]]:
-    """`repeats` runs per side, alternating A B / B A so drifting machine load hits both sides alike."""
-    runs: dict[str, list[dict]] = {side: [] for side in SIDES}
+def interleaved(task: str, args, repeats: int, variants: dict[str, tuple[str, list[str]]]) -> dict[str, list[dict]]:
+    """`repeats` runs of each variant (`label -> (side, worker args)`), the order reversed every other repeat so
+    drifting machine load hits every variant alike."""
+    runs: dict[str, list[dict]] = {label: [] for label in variants}
     for r in range(repeats):
-        for side in SIDES if r % 2 == 0 else reversed(SIDES):
-            runs[side].append(run_worker(task, side, args, extra.get(side)))
+        order = list(variants) if r % 2 == 0 else list(reversed(variants))
+        for label in order:
+            side, extra = variants[label]
+            runs[label].append(run_worker(task, side, args, extra))
     return runs
 
 
@@ -126,6 +129,9 @@ def summarise(raw: dict, peak_flops: float) -> dict:
             "generate_peak_rss_mib": median_of(gen, "peak_rss_mib"),
             "collate": raw["collate"][side][0],
         }
+    stock = raw["generate"]["openmind_stock_generate"]
+    sides["openmind"]["stock_generate_ttft_s"] = median_of(stock, "ttft_s")
+    sides["openmind"]["stock_generate_decode_tokens_per_s"] = median_of(stock, "decode_tokens_per_s")
     b, o = sides["baseline"], sides["openmind"]
     ratios = {
         "sft_samples_per_s": o["sft_samples_per_s"] / b["sft_samples_per_s"],
@@ -135,6 +141,8 @@ def summarise(raw: dict, peak_flops: float) -> dict:
         "decode_tokens_per_s": o["decode_tokens_per_s"] / b["decode_tokens_per_s"],
         "ttft": o["ttft_s"] / b["ttft_s"],
         "collate_samples_per_s": o["collate"]["packed"]["samples_per_s"] / b["collate"]["padded"]["samples_per_s"],
+        "decode_tokens_per_s_stock_generate": o["stock_generate_decode_tokens_per_s"] / b["decode_tokens_per_s"],
+        "ttft_stock_generate": o["stock_generate_ttft_s"] / b["ttft_s"],
     }
     met = {k: (ratios[k] >= v if op == ">=" else ratios[k] <= v) for k, (op, v) in TARGETS.items()}
     same_tokens = raw["generate"]["baseline"][0]["generated_ids"] == raw["generate"]["openmind"][0]["generated_ids"]
@@ -171,6 +179,10 @@ def markdown(report: dict) -> str:
         row("Decode tokens/s (KV cache, batch 1)", "decode_tokens_per_s", b["decode_tokens_per_s"],
             o["decode_tokens_per_s"], "{:.1f}"),
         row("TTFT (ms)", "ttft", 1000 * b["ttft_s"], 1000 * o["ttft_s"], "{:.1f}"),
+        row("Decode tokens/s, OpenMind with stock generate()", "decode_tokens_per_s_stock_generate",
+            b["decode_tokens_per_s"], o["stock_generate_decode_tokens_per_s"], "{:.1f}"),
+        row("TTFT (ms), OpenMind with stock generate()", "ttft_stock_generate", 1000 * b["ttft_s"],
+            1000 * o["stock_generate_ttft_s"], "{:.1f}"),
         row("Processor + collator samples/s", "collate_samples_per_s", b["collate"]["padded"]["samples_per_s"],
             o["collate"]["packed"]["samples_per_s"], "{:.0f}"),
     ]  # fmt: skip
@@ -193,14 +205,20 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="OpenMind vs transformers LLaVA + TRL, side by side.")
     parser.add_argument("--output", default=str(BENCH_DIR / "results" / "latest.json"))
     parser.add_argument("--smoke", action="store_true", help="toy sizes and one repeat: checks the pipeline only")
-    parser.add_argument("--threads", type=int, default=2, help="torch/OpenMP threads per measuring process")
+    parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per measuring process")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved A/B runs per measurement")
     parser.add_argument("--sft-steps", type=int, default=None, help="timed SFT steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed SFT steps per run")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per generate() call")
     parser.add_argument("--gen-repeats", type=int, default=None, help="timed generate() calls per run")
-    parser.add_argument("--pack-length", type=int, default=None, help="OpenMind packed row length (default: 1 row)")
+    parser.add_argument(
+        "--pack-length", type=int, default=1024, help="OpenMind packed row length in tokens (0: one row per batch)"
+    )
     parser.add_argument("--workdir", default=None, help="workspace (default: a fresh temp dir)")
+    parser.add_argument(
+        "--reuse-workspace", action="store_true", help="use the models and data already in --workdir as they are"
+    )
+    parser.add_argument("--gate-only", action="store_true", help="stop after the correctness gate (what CI runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per worker process")
     args = parser.parse_args(argv)
@@ -218,9 +236,14 @@ def main(argv=None) -> int:
 
     config = SMOKE if args.smoke else SMALL
     wall_start = time.perf_counter()
-    args.workdir = args.workdir or tempfile.mkdtemp(prefix=f"openmind-bench-{config.name}-")
-    print(f"workspace {args.workdir} (config {config.name})", flush=True)
-    meta = prepare_workspace(config, args.workdir, seed=args.seed)
+    if args.reuse_workspace:
+        if not args.workdir or not (Path(args.workdir) / "workload.json").is_file():
+            raise SystemExit("--reuse-workspace needs --workdir DIR holding a workspace from an earlier run")
+        meta = json.loads((Path(args.workdir) / "workload.json").read_text())
+    else:
+        args.workdir = args.workdir or tempfile.mkdtemp(prefix=f"openmind-bench-{config.name}-")
+        meta = prepare_workspace(config, args.workdir, seed=args.seed)
+    print(f"workspace {args.workdir} (config {meta['config']['name']})", flush=True)
 
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -236,21 +259,40 @@ def main(argv=None) -> int:
 
     from gate import run_gate
 
-    report["gate"] = gate = run_gate(args.workdir)
+    report["gate"] = gate = run_gate(args.workdir, pack_length=args.pack_length or None)
     print(f"gate: {'PASSED' if gate['passed'] else 'FAILED'} {json.dumps(gate)}", flush=True)
     if not gate["passed"]:
         report["error"] = "correctness gate failed: the two sides do not compute the same thing; nothing was timed"
         output.write_text(json.dumps(report, indent=2))
         print(report["error"], file=sys.stderr)
         return 1
+    if args.gate_only:
+        output.write_text(json.dumps(report, indent=2))
+        print(f"wrote {output} (gate only)")
+        return 0
 
     sft_extra = ["--batch-size", str(config.batch_size), "--warmup", str(args.warmup), "--steps", str(args.sft_steps)]
     openmind_sft = sft_extra + (["--pack-length", str(args.pack_length)] if args.pack_length else [])
+    collate_extra = ["--pack-length", str(args.pack_length)] if args.pack_length else []
     gen_extra = ["--new-tokens", str(args.new_tokens), "--gen-repeats", str(args.gen_repeats)]
     raw = {"peak": [run_worker("peak", "openmind", args)]}
-    raw["collate"] = interleaved("collate", args, 1, {})
-    raw["sft"] = interleaved("sft", args, args.repeats, {"baseline": sft_extra, "openmind": openmind_sft})
-    raw["generate"] = interleaved("generate", args, args.repeats, {"baseline": gen_extra, "openmind": gen_extra})
+    raw["collate"] = interleaved(
+        "collate", args, 1, {"baseline": ("baseline", []), "openmind": ("openmind", collate_extra)}
+    )
+    raw["sft"] = interleaved(
+        "sft", args, args.repeats, {"baseline": ("baseline", sft_extra), "openmind": ("openmind", openmind_sft)}
+    )
+    # OpenMind decodes with a static cache and a compiled decode step; its stock-generate() run shows what that buys.
+    raw["generate"] = interleaved(
+        "generate",
+        args,
+        args.repeats,
+        {
+            "baseline": ("baseline", gen_extra),
+            "openmind": ("openmind", gen_extra),
+            "openmind_stock_generate": ("openmind", [*gen_extra, "--no-fast-decode"]),
+        },
+    )
     raw["peak"].append(run_worker("peak", "openmind", args))
 
     peak = max(raw["peak"], key=lambda p: p["flops_per_s"])

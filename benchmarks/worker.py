@@ -177,7 +177,9 @@ def run_sft(args) -> dict:
         from openmind_hf.processing.collator import OpenMindCollator
         from openmind_hf.training.trainers import OpenMindSFTTrainer
 
-        collator = OpenMindCollator(processor, packing=not args.no_packing, max_length=args.pack_length)
+        collator = OpenMindCollator(
+            processor, packing=not args.no_packing, max_length=args.pack_length, truncation_policy="keep"
+        )
         trainer = OpenMindSFTTrainer(model=model, args=_sft_args(args, output_dir, "openmind"), train_dataset=dataset,
                                      data_collator=collator, processing_class=processor)  # fmt: skip
     recorder = RecordingCollator(trainer.data_collator, processor.tokenizer.pad_token_id)
@@ -274,15 +276,13 @@ def _prompt(processor, dataset):
     )
 
 
-def generation_kwargs(side: str, max_new_tokens: int, fast: bool) -> dict:
+def generation_kwargs(side: str, max_new_tokens: int, fast: bool, device="cpu") -> dict:
     """Greedy, exactly `max_new_tokens` tokens. OpenMind's fast path: a static KV cache and a compiled decode step."""
     kwargs = {"max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens, "do_sample": False}
     if side == "openmind" and fast:
-        from transformers import CompileConfig
+        from openmind_hf.modeling.generation_openmind import fast_decoding_kwargs
 
-        compile_config = CompileConfig(fullgraph=True, dynamic=False, mode="default")
-        compile_config._compile_all_devices = True  # transformers only auto-compiles on GPUs unless told
-        kwargs.update(cache_implementation="static", compile_config=compile_config)
+        kwargs.update(fast_decoding_kwargs(device))
     return kwargs
 
 
@@ -302,7 +302,7 @@ def run_generate(args) -> dict:
     def timed(tokens: int) -> tuple[float, torch.Tensor]:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**inputs, **generation_kwargs(args.side, tokens, fast))
+            out = model.generate(**inputs, **generation_kwargs(args.side, tokens, fast, model.device))
         return time.perf_counter() - start, out
 
     warm_start = time.perf_counter()
@@ -353,7 +353,7 @@ def run_collate(args) -> dict:
 
         variants = {
             "padded": OpenMindCollator(processor),
-            "packed": OpenMindCollator(processor, packing=True, max_length=args.pack_length),
+            "packed": OpenMindCollator(processor, packing=True, max_length=args.pack_length, truncation_policy="keep"),
         }
     n_batches = min(args.collate_batches, len(dataset) // config.batch_size)
     batches = [
@@ -392,7 +392,7 @@ def main(argv=None) -> int:
     parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("--side", choices=["baseline", "openmind"], default="openmind")
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=1, help="SFT steps run before timing")
     parser.add_argument("--steps", type=int, default=4, help="timed SFT steps")

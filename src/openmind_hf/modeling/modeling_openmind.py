@@ -335,22 +335,72 @@ class OpenMindModel(OpenMindPreTrainedModel):
         )
 
 
+class _FusedLinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `rows @ weight.T (+ bias)` against `targets`, `chunk` rows at a time.
+
+    The gradients are formed in the forward, chunk by chunk (softmax minus one-hot, then two matmuls), so at most one
+    [chunk, V] block of logits ever exists and nothing of size [n, V] is kept for the backward, which only scales the
+    stored gradients by the incoming one. Same matmul FLOPs as the plain path; memory O(chunk * V) instead of O(n * V).
+    """
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, targets, chunk):
+        want_rows, want_weight, want_bias = ctx.needs_input_grad[:3]
+        grad_rows = torch.empty_like(rows) if want_rows else None  # [n, D]
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if want_weight else None  # [V, D]
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if want_bias else None  # [V]
+        total = torch.zeros((), dtype=torch.float32, device=rows.device)
+        for start in range(0, rows.shape[0], chunk):
+            block, target = rows[start : start + chunk], targets[start : start + chunk]
+            logits = F.linear(block, weight, bias).float()  # [c, V]
+            lse = torch.logsumexp(logits, dim=-1)  # [c]
+            total += (lse - logits.gather(1, target[:, None]).squeeze(1)).sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # softmax, in place: d loss / d logits = softmax - one_hot
+            probs[torch.arange(probs.shape[0], device=probs.device), target] -= 1.0
+            if want_rows:
+                grad_rows[start : start + chunk] = (probs.to(weight.dtype) @ weight).to(rows.dtype)
+            if want_weight:
+                grad_weight.addmm_(probs.t(), block.float())
+            if want_bias:
+                grad_bias += probs.sum(0)
+        ctx.save_for_backward(grad_rows, grad_weight, grad_bias)
+        ctx.dtypes = (rows.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):
+        grads = [None if g is None else (g * grad_total).to(dtype) for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)]
+        return (*grads, None, None)
+
+
+def _is_plain_linear(module: nn.Module) -> bool:
+    """A bare `nn.Linear` with an ordinary local weight, usable directly (not LoRA-wrapped, quantized, a sharded
+    DTensor or a ZeRO-3 partition, which only their own forward knows how to apply)."""
+    weight = getattr(module, "weight", None)
+    return type(module) is nn.Linear and type(weight.data) is torch.Tensor and not hasattr(weight, "ds_id")
+
+
 def labelled_positions_loss(
-    hidden_states: torch.Tensor, lm_head: nn.Module, labels: torch.LongTensor, num_items_in_batch=None, chunk: int = 4096
+    hidden_states: torch.Tensor, lm_head: nn.Module, labels: torch.LongTensor, num_items_in_batch=None, chunk: int = 512
 ) -> torch.Tensor:
     """Causal-LM cross-entropy that runs the head only on positions with a label.
 
     Same value and gradients as `lm_head(h)` + shifted cross-entropy over every position, without ever building the
-    [B*T, V] logits: the head runs on the labelled rows only, `chunk` rows at a time.
+    [B*T, V] logits: the head runs on the labelled rows only, `chunk` rows at a time. A plain `nn.Linear` head that
+    trains goes through `_FusedLinearCrossEntropy`, which keeps no [rows, V] tensor for the backward either; any
+    other head (LoRA-wrapped, quantized) runs through its own forward.
     """
     shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t predicts label t+1: [B, T]
     selected = shift_labels != -100
-    targets = shift_labels[selected]  # [n]
     rows = hidden_states[selected.to(hidden_states.device)]  # [n, D]
-    total = hidden_states.new_zeros((), dtype=torch.float32)
-    for start in range(0, rows.shape[0], chunk):
-        logits = lm_head(rows[start : start + chunk]).float()  # [chunk, V]
-        total = total + F.cross_entropy(logits, targets[start : start + chunk].to(logits.device), reduction="sum")
+    targets = shift_labels[selected].to(rows.device)  # [n]
+    if _is_plain_linear(lm_head) and torch.is_grad_enabled() and (rows.requires_grad or lm_head.weight.requires_grad):
+        total = _FusedLinearCrossEntropy.apply(rows, lm_head.weight, lm_head.bias, targets, chunk)
+    else:
+        total = hidden_states.new_zeros((), dtype=torch.float32)
+        for start in range(0, rows.shape[0], chunk):
+            logits = lm_head(rows[start : start + chunk]).float()  # [chunk, V]
+            total = total + F.cross_entropy(logits, targets[start : start + chunk].to(logits.device), reduction="sum")
     denominator = num_items_in_batch if num_items_in_batch is not None else targets.numel()
     if torch.is_tensor(denominator):
         denominator = denominator.to(total.device)

@@ -61,8 +61,8 @@ def count_flops(fn) -> int:
 
 
 def _image_input(tower: nn.Module) -> torch.Tensor:
-    cfg = tower.config
-    return torch.randn(1, cfg.num_channels, cfg.image_size, cfg.image_size, dtype=tower.dtype)
+    cfg, weight = tower.config, next(tower.parameters())
+    return torch.randn(1, cfg.num_channels, cfg.image_size, cfg.image_size, dtype=weight.dtype, device=weight.device)
 
 
 def _tower_item_flops(tower: nn.Module, projector: nn.Module, inputs: torch.Tensor, trained: bool, select) -> dict:
@@ -136,7 +136,10 @@ class UsefulFlops:
         if audio is not None:
             self.audio_trained = any(p.requires_grad for p in audio.parameters())
             cfg = audio.config
-            mels = torch.randn(1, cfg.num_mel_bins, 2 * cfg.max_source_positions, dtype=audio.dtype)
+            weight = next(audio.parameters())
+            mels = torch.randn(
+                1, cfg.num_mel_bins, 2 * cfg.max_source_positions, dtype=weight.dtype, device=weight.device
+            )
             self.per_clip = _tower_item_flops(
                 audio, inner.audio_projector, mels, self.audio_trained, lambda out: out.last_hidden_state
             )

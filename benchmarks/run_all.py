@@ -67,15 +67,17 @@ def run_worker(task: str, side: str, args, extra: list[str] | None = None) -> di
     return result
 
 
-def interleaved(task: str, args, repeats: int, variants: dict[str, tuple[str, list[str]]]) -> dict[str, list[dict]]:
+def interleaved(
+    task: str, args, repeats: int, variants: dict[str, tuple[str, list[str]]], first_only: list[str] | None = None
+) -> dict[str, list[dict]]:
     """`repeats` runs of each variant (`label -> (side, worker args)`), the order reversed every other repeat so
-    drifting machine load hits every variant alike."""
+    drifting machine load hits every variant alike. `first_only`: extra worker args for the first repeat."""
     runs: dict[str, list[dict]] = {label: [] for label in variants}
     for r in range(repeats):
         order = list(variants) if r % 2 == 0 else list(reversed(variants))
         for label in order:
             side, extra = variants[label]
-            runs[label].append(run_worker(task, side, args, extra))
+            runs[label].append(run_worker(task, side, args, [*extra, *(first_only or [] if r == 0 else [])]))
     return runs
 
 
@@ -122,7 +124,7 @@ def summarise(raw: dict, peak_flops: float) -> dict:
             "sft_peak_rss_mib": median_of(sft, "peak_rss_mib"),
             "sft_useful_flops_per_s": median_of(sft, "useful_flops_per_s"),
             "sft_mfu": median_of(sft, "useful_flops_per_s") / peak_flops,
-            "sft_executed_over_useful_flops": median_of(sft, "executed_over_useful_flops"),
+            "sft_executed_over_useful_flops": sft[0]["executed_flops_first_rows"]["executed_over_useful"],
             "sft_first_step_loss": sft[0]["losses"][0],
             "ttft_s": median_of(gen, "ttft_s"),
             "decode_tokens_per_s": median_of(gen, "decode_tokens_per_s"),
@@ -206,7 +208,8 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=str(BENCH_DIR / "results" / "latest.json"))
     parser.add_argument("--smoke", action="store_true", help="toy sizes and one repeat: checks the pipeline only")
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per measuring process")
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved A/B runs per measurement")
+    parser.add_argument("--repeats", type=int, default=None, help="interleaved A/B training runs per side")
+    parser.add_argument("--gen-runs", type=int, default=None, help="interleaved generation runs per variant")
     parser.add_argument("--sft-steps", type=int, default=None, help="timed SFT steps per run")
     parser.add_argument("--warmup", type=int, default=1, help="untimed SFT steps per run")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per generate() call")
@@ -224,7 +227,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     smoke = args.smoke
     args.repeats = args.repeats or (1 if smoke else 3)
-    args.sft_steps = args.sft_steps or (1 if smoke else 4)
+    args.gen_runs = args.gen_runs or (1 if smoke else 2)
+    args.sft_steps = args.sft_steps or (1 if smoke else 3)
     args.new_tokens = args.new_tokens or (8 if smoke else 64)
     args.gen_repeats = args.gen_repeats or (2 if smoke else 5)
     return args
@@ -280,13 +284,17 @@ def main(argv=None) -> int:
         "collate", args, 1, {"baseline": ("baseline", []), "openmind": ("openmind", collate_extra)}
     )
     raw["sft"] = interleaved(
-        "sft", args, args.repeats, {"baseline": ("baseline", sft_extra), "openmind": ("openmind", openmind_sft)}
+        "sft",
+        args,
+        args.repeats,
+        {"baseline": ("baseline", sft_extra), "openmind": ("openmind", openmind_sft)},
+        first_only=["--count-executed"],
     )
     # OpenMind decodes with a static cache and a compiled decode step; its stock-generate() run shows what that buys.
     raw["generate"] = interleaved(
         "generate",
         args,
-        args.repeats,
+        args.gen_runs,
         {
             "baseline": ("baseline", gen_extra),
             "openmind": ("openmind", gen_extra),

@@ -205,3 +205,28 @@ def test_fast_decoding_gives_the_same_greedy_tokens(tiny_model_and_processor):
     fast = model.generate(**inputs, **greedy, **kwargs)
     assert hasattr(model, "_compiled_call"), "generate() did not take the compiled decode path"
     assert torch.equal(stock, fast)
+
+
+# -------------------------------------------------------------------------------------------------- gpu_mfu.py
+
+
+def test_gpu_mfu_dry_run_on_cpu():
+    """The GPU benchmark's code path (model, packed batches, step, FLOP accounting) at toy size on the CPU."""
+    import gpu_mfu
+
+    result = gpu_mfu.run(gpu_mfu.parse_args(["--preset", "tiny", "--device", "cpu", "--dtype", "fp32",
+                                             "--attn", "sdpa", "--steps", "2", "--warmup", "1"]))  # fmt: skip
+    assert result["tokens_per_s"] > 0 and result["useful_flops_per_step"] > 0
+    assert result["flops_breakdown_last_step"]["vision"] > 0  # vision FLOPs are counted
+    assert 0 <= result["padding_fraction"] < 0.5
+    assert all(torch.isfinite(torch.tensor(result["losses"])))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_mfu_1b_runs_on_cuda():
+    import gpu_mfu
+
+    result = gpu_mfu.run(gpu_mfu.parse_args(["--steps", "3", "--warmup", "2"]))
+    assert result["parameters"] > 0.9e9 and result["peak_memory_gib"] > 0
+    assert result["mfu_vs_measured_matmul"] is not None and 0 < result["mfu_vs_measured_matmul"] < 1

@@ -279,3 +279,27 @@ def test_cuda_backends_round_trip(trained_checkpoint, tmp_path, bits, backend):
     model = load_model_for_inference(tmp_path, device="cuda")
     assert model.device.type == "cuda"
     assert report.max_abs_logit_diff is not None and report.greedy_token_agreement >= 0.5
+
+
+def test_int4_checkpoint_is_served(trained_checkpoint, reference_and_probe, tmp_path):
+    """`openmind serve` loads a quanto int4 checkpoint (through `load_model_for_inference`) and answers like
+    the quantized model does when called directly."""
+    from openai import OpenAI
+
+    from openmind_hf.export.quantize import quantize_checkpoint
+    from openmind_hf.serving import BackgroundServer, ServeSettings, create_app, load_model
+
+    out = tmp_path / "int4"
+    quantize_checkpoint(str(trained_checkpoint), str(out), bits=4)
+    model, processor = load_model(str(out))
+    chat = [{"role": "user", "content": "What is 2 plus 2?"}]
+    inputs = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt")  # fmt: skip
+    expected_ids = model.generate(**inputs, max_new_tokens=8, do_sample=False)[0, inputs["input_ids"].shape[1] :]
+    expected = processor.decode(expected_ids, skip_special_tokens=True)
+    app = create_app(model, processor, ServeSettings(model_name="int4", api_key="k"))
+    with BackgroundServer(app) as server:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="k", max_retries=0)
+        reply = client.chat.completions.create(model="int4", messages=chat, max_tokens=8, temperature=0)
+    assert expected.strip()  # the probe-trained model answers something
+    assert reply.choices[0].message.content.strip() == expected.strip()

@@ -168,16 +168,13 @@ def create_app(model, processor, settings: ServeSettings) -> FastAPI:
 
 
 def load_model(path: str, dtype: str = "auto", device: str | None = None):
-    """`AutoModelForImageTextToText` + `AutoProcessor` from a local directory or Hub id, ready for generation."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    """Model + `AutoProcessor` from a local directory or Hub id, ready for generation. Plain and quantized
+    checkpoints (torchao, bitsandbytes, optimum-quanto) all load, through the export package's loader."""
+    from transformers import AutoProcessor
 
-    import openmind_hf  # noqa: F401  (registers the OpenMind classes with the Auto classes)
+    from ..export.quantize import load_model_for_inference
 
-    torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype)
-    if device:
-        model = model.to(device)
+    model = load_model_for_inference(path, dtype=dtype, device=device)
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"
     return model.eval(), processor

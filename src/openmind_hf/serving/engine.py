@@ -297,7 +297,7 @@ class GenerationEngine:
                 with self._ready:
                     self._active.difference_update(live)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: quantized (quanto) layers fail on inference tensors
     def _generate(self, jobs: list[GenerationJob]) -> None:
         self.batch_sizes.append(len(jobs))
         batch = collate([job.inputs for job in jobs], self.pad_token_id)

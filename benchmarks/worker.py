@@ -277,9 +277,17 @@ def _prompt(processor, dataset):
     )
 
 
-def generation_kwargs(side: str, max_new_tokens: int, fast: bool, device="cpu") -> dict:
-    """Greedy, exactly `max_new_tokens` tokens. OpenMind's fast path: a static KV cache and a compiled decode step."""
-    kwargs = {"max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens, "do_sample": False}
+def generation_kwargs(side: str, max_new_tokens: int, fast: bool, device="cpu", pad_token_id: int = 0) -> dict:
+    """Greedy, exactly `max_new_tokens` tokens: end-of-sequence is switched off (a random model may emit it at any
+    point), rather than forced away by `min_new_tokens`, whose processor scans the whole vocabulary every step and
+    would add the same per-token cost to both sides. OpenMind's fast path adds `fast_decoding_kwargs`: a static KV
+    cache and a compiled decode step."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None, pad_token_id=pad_token_id
+    )
+    kwargs = {"generation_config": config}
     if side == "openmind" and fast:
         from openmind_hf.modeling.generation_openmind import fast_decoding_kwargs
 
@@ -297,13 +305,14 @@ def run_generate(args) -> dict:
     model, processor = load_side(args.side, args.workdir)
     model.eval()
     inputs = _prompt(processor, dataset)
+    pad_id = processor.tokenizer.pad_token_id
     n = args.new_tokens
     fast = not args.no_fast_decode
 
     def timed(tokens: int) -> tuple[float, torch.Tensor]:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**inputs, **generation_kwargs(args.side, tokens, fast, model.device))
+            out = model.generate(**inputs, **generation_kwargs(args.side, tokens, fast, model.device, pad_id))
         return time.perf_counter() - start, out
 
     warm_start = time.perf_counter()

@@ -227,10 +227,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     smoke = args.smoke
     args.repeats = args.repeats or (1 if smoke else 3)
-    args.gen_runs = args.gen_runs or (1 if smoke else 2)
+    args.gen_runs = args.gen_runs or (1 if smoke else 3)
     args.sft_steps = args.sft_steps or (1 if smoke else 3)
     args.new_tokens = args.new_tokens or (8 if smoke else 64)
-    args.gen_repeats = args.gen_repeats or (2 if smoke else 5)
+    args.gen_repeats = args.gen_repeats or (2 if smoke else 15)
     return args
 
 

@@ -8,7 +8,7 @@ the same token ids, pixels and labels; `gate.py` checks that before anything is 
 Configs:
 
 - `small` (the CPU benchmark): 32k-token byte-level BPE; SigLIP 128 px / patch 16 (64 image tokens); Qwen2-style LM,
-  hidden 256, 4 layers, untied head; batch 8; half short visual QA (the synthetic set), half longer chats whose
+  hidden 256, 4 layers, untied head; batch 8; 20% one-word visual QA (as in the synthetic set), 80% chats whose
   answer lengths are log-normal (long-tailed).
 - `smoke` (CI): the same code paths at toy sizes, so the correctness gate runs in seconds.
 - `gpu_1b`: used by `gpu_mfu.py`.

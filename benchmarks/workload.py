@@ -11,7 +11,7 @@ Configs:
   hidden 256, 4 layers, untied head; batch 8; 20% one-word visual QA (as in the synthetic set), 80% chats whose
   answer lengths are log-normal (long-tailed).
 - `smoke` (CI): the same code paths at toy sizes, so the correctness gate runs in seconds.
-- `gpu_1b`: used by `gpu_mfu.py`.
+(`gpu_mfu.py` builds its own ~1B model.)
 """
 
 from __future__ import annotations

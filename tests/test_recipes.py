@@ -238,3 +238,45 @@ def test_accelerate_configs_load():
     assert load_config_from_file(str(REPO / "recipes" / "accelerate_configs" / "multi_node.yaml")).num_machines == 2
     zero3_offload = load_config_from_file(str(REPO / "recipes" / "accelerate_configs" / "zero3_offload.yaml"))
     assert zero3_offload.deepspeed_config["offload_param_device"] == "cpu"
+
+
+def test_stage_1_composes_a_new_model_from_pretrained_towers(data, tmp_path):
+    """`--text_model/--vision_model/--audio_model`: a NEW OpenMind from local towers; stage 1 trains only its fresh
+    projectors, so the towers and the LM come out exactly as they went in."""
+    from transformers import (
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+        SiglipVisionModel,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
+
+    from openmind_hf.presets import load_tiny_tokenizer, tiny_config
+
+    torch.manual_seed(0)
+    vision = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                  num_attention_heads=4, image_size=32, patch_size=8))  # fmt: skip
+    vision.save_pretrained(tmp_path / "siglip")
+    SiglipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "siglip")
+    WhisperModel(tiny_config().audio_config).save_pretrained(tmp_path / "whisper")
+    WhisperFeatureExtractor(feature_size=40, chunk_length=2).save_pretrained(tmp_path / "whisper")
+    tokenizer = load_tiny_tokenizer()
+    lm = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2))  # fmt: skip
+    lm.save_pretrained(tmp_path / "qwen2")
+    tokenizer.save_pretrained(tmp_path / "qwen2")
+
+    out = tmp_path / "stage1"
+    summary = _recipe("pretrain").main([
+        "--text_model", str(tmp_path / "qwen2"), "--vision_model", str(tmp_path / "siglip"),
+        "--audio_model", str(tmp_path / "whisper"), "--dataset_name", str(data / "pretrain_train.jsonl"),
+        "--output_dir", str(out), "--learning_rate", "1e-2", "--report_to", "none", *QUICK,
+    ])  # fmt: skip
+    assert summary.global_step == 2
+    trained = _state(out)
+    for name, tensor in vision.state_dict().items():
+        assert torch.equal(trained[f"model.vision_tower.{name}"], tensor), name
+    for name, tensor in lm.model.layers.state_dict().items():
+        assert torch.equal(trained[f"model.language_model.layers.{name}"], tensor), name

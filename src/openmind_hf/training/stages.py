@@ -10,6 +10,7 @@ run summary.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -224,6 +225,8 @@ def run_stage(
     )
     if trainer.args.should_save:
         summary.save()
+        with open(os.path.join(output_dir, "log_history.json"), "w", encoding="utf-8") as f:
+            json.dump(trainer.state.log_history, f)
         print(summary.render(), flush=True)
         if report.count:
             print(report.summary(), flush=True)

@@ -140,20 +140,23 @@ def test_per_tower_learning_rates_become_optimizer_groups(data, tmp_path):
     assert seen == set(expected.values())
 
 
-def test_packing_and_bad_records_under_skip(data, tmp_path):
+def test_packing_checkpointing_attention_and_bad_records_under_skip(data, tmp_path):
     records = (data / "instruct_train.jsonl").read_text().splitlines()[:8]
     broken = json.loads(records[0]) | {"id": "broken", "image": "images/missing.png"}
     broken.pop("audio", None)
     broken["conversations"][0]["value"] = "<image>\nWhat color is it?"
     (data / "with_bad.jsonl").write_text("\n".join([*records, json.dumps(broken), "{not json"]) + "\n")
     argv = ["--config", str(TINY / "sft.yaml"), "--dataset_name", str(data / "with_bad.jsonl"), "--output_dir",
-            str(tmp_path), "--on_error", "skip", "--packing", "true", *QUICK]  # fmt: skip
+            str(tmp_path), "--on_error", "skip", "--packing", "true", "--gradient_checkpointing", "true",
+            "--attn_implementation", "eager", *QUICK]  # fmt: skip
     model_args, data_args, training_args = parse_stage_args("sft", argv)
     trainer, _, report = build_trainer("sft", model_args, data_args, training_args)
     assert trainer.data_collator.collator.packing and not trainer.args.packing
     batch = trainer.data_collator([{"index": 0}, {"index": 1}])
     assert "attention_mask" not in batch and batch["position_ids"][0, 0] == 0 and batch["input_ids"].shape[0] == 1
-    summary = _recipe("sft").main(argv)
+    assert trainer.model.config._attn_implementation == "eager"
+    summary = _recipe("sft").main(argv)  # packed rows + activation checkpointing + eager attention train
+    assert summary.global_step == 2
     assert summary.skipped["count"] == 2  # the invalid JSON line and the missing picture
     assert {r["sample_id"] for r in summary.skipped["records"]} >= {"broken"}
 

@@ -3,7 +3,7 @@
 audio for both sides of the pair; the reference model is a frozen copy of the start (or the adapter switched off).
 
     python recipes/dpo.py --config recipes/configs/tiny/dpo.yaml \
-        --dataset_name data/synthetic/preference_train.jsonl --model_name_or_path outputs/tiny-sft
+        --dataset_name data/demo/preference_train.jsonl --model_name_or_path outputs/tiny-sft
 
     accelerate launch --config_file recipes/accelerate_configs/zero2.yaml recipes/dpo.py \
         --config recipes/configs/openmind-7b/dpo.yaml

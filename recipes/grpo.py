@@ -3,7 +3,7 @@ the thinking mode on. Image and audio prompts keep their media through generatio
 A trained reward model can be one of the rewards (`--reward_model DIR`).
 
     python recipes/grpo.py --config recipes/configs/tiny/grpo.yaml \
-        --dataset_name data/synthetic/instruct_train.jsonl --model_name_or_path outputs/tiny-sft
+        --dataset_name data/demo/instruct_train.jsonl --model_name_or_path outputs/tiny-sft
 
     accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/grpo.py \
         --config recipes/configs/openmind-7b/grpo.yaml --reward_model outputs/openmind-7b-reward

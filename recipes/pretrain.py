@@ -3,7 +3,7 @@ each caption is the assistant turn that follows its image or audio, so the loss 
 
     # CPU, tiny model, synthetic captions
     python recipes/pretrain.py --config recipes/configs/tiny/pretrain.yaml \
-        --dataset_name data/synthetic/pretrain_train.jsonl
+        --dataset_name data/demo/pretrain_train.jsonl
 
     # 8 GPUs, new model from pretrained Qwen2-7B + CLIP ViT-L/14-336 + Whisper towers
     accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/pretrain.py \

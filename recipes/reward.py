@@ -3,7 +3,7 @@
 GRPO completions: `recipes/grpo.py --reward_model DIR`.
 
     python recipes/reward.py --config recipes/configs/tiny/reward.yaml \
-        --dataset_name data/synthetic/preference_train.jsonl
+        --dataset_name data/demo/preference_train.jsonl
 
     accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/reward.py \
         --config recipes/configs/openmind-7b/reward.yaml

@@ -1,8 +1,8 @@
 """Stage 2: instruction tuning with TRL's `SFTTrainer` and the OpenMind collator (assistant-only loss, images and
 audio in every batch, optional padding-free packing).
 
-    # CPU, tiny model, synthetic data (`openmind data synthetic --output data/synthetic` or `make demo`)
-    python recipes/sft.py --config recipes/configs/tiny/sft.yaml --dataset_name data/synthetic/instruct_train.jsonl
+    # CPU, tiny model, synthetic data (`openmind data synthetic --output data/demo` or `make demo`)
+    python recipes/sft.py --config recipes/configs/tiny/sft.yaml --dataset_name data/demo/instruct_train.jsonl
 
     # one GPU / one node with 8 GPUs / DeepSpeed ZeRO-3
     accelerate launch --config_file recipes/accelerate_configs/single_gpu.yaml recipes/sft.py \

@@ -199,3 +199,19 @@ def test_a_source_whose_reader_fails_ends_the_stream_cleanly_under_skip(tmp_path
     assert report.count == 1 and "reader of this source failed" in report.reasons[0]
     with pytest.raises(DataError, match="reader of this source failed"):
         list(OpenMindIterableDataset("json", data_files=str(path), decode=False))
+
+
+def test_map_style_dataset_iteration_ends(tmp_path):
+    """`for sample in OpenMindDataset(...)` visits each good sample once and stops (it used to loop forever)."""
+    import json
+
+    from openmind_hf.data.dataset import OpenMindDataset
+
+    path = tmp_path / "chat.jsonl"
+    rows = [{"conversations": [{"from": "user", "value": f"hi {i}"}, {"from": "gpt", "value": "ok"}]} for i in range(3)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    dataset = OpenMindDataset(str(path))
+    samples = list(dataset)
+    assert len(samples) == len(dataset) == 3
+    with pytest.raises(IndexError):
+        dataset[3]

@@ -128,8 +128,15 @@ class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
     def __len__(self) -> int:
         return len(self._refs)
 
+    def __iter__(self):
+        # Without this, `for sample in dataset` would never end: __getitem__ wraps indices (to replace bad samples)
+        # and so never raises the IndexError that ends Python's legacy iteration protocol.
+        return (self[i] for i in range(len(self)))
+
     def __getitem__(self, index: int) -> dict:
         n = len(self._refs)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} samples")
         for step in range(n):
             i = (index + step) % n
             if i in self._bad:

@@ -16,7 +16,6 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from openmind_hf.export.convert_llava import convert_llava_checkpoint
 from openmind_hf.presets import load_tiny_tokenizer
 
 TOWERS = {

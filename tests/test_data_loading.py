@@ -208,7 +208,9 @@ def test_map_style_dataset_iteration_ends(tmp_path):
     from openmind_hf.data.dataset import OpenMindDataset
 
     path = tmp_path / "chat.jsonl"
-    rows = [{"conversations": [{"from": "user", "value": f"hi {i}"}, {"from": "gpt", "value": "ok"}]} for i in range(3)]
+    rows = [
+        {"conversations": [{"from": "user", "value": f"hi {i}"}, {"from": "gpt", "value": "ok"}]} for i in range(3)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     dataset = OpenMindDataset(str(path))
     samples = list(dataset)

@@ -10,7 +10,6 @@ from threading import Thread
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import openmind_hf  # noqa: F401

@@ -28,7 +28,12 @@ def _mixed_batch(processor, with_answers=True):
     """Four samples: image, audio, text-only, two images + audio."""
     chats = [
         [{"role": "user", "content": [{"type": "image", "image": _image()}, {"type": "text", "text": "What color?"}]}],
-        [{"role": "user", "content": [{"type": "audio", "audio": _tone(0.7)}, {"type": "text", "text": "How many tones?"}]}],
+        [
+            {
+                "role": "user",
+                "content": [{"type": "audio", "audio": _tone(0.7)}, {"type": "text", "text": "How many tones?"}],
+            }
+        ],
         [{"role": "user", "content": "What is 2 plus 2?"}],
         [
             {
@@ -179,7 +184,10 @@ class TestModel:
         batch.pop("assistant_masks")
         full = model(**batch).logits
         single_chat = [
-            {"role": "user", "content": [{"type": "image", "image": _image()}, {"type": "text", "text": "What color?"}]},
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": _image()}, {"type": "text", "text": "What color?"}],
+            },
             {"role": "assistant", "content": "red"},
         ]
         single = processor.apply_chat_template(single_chat, tokenize=True, return_dict=True, return_tensors="pt")
@@ -251,6 +259,7 @@ class TestModel:
         for p in model.model.vision_tower.parameters():
             p.requires_grad_(False)
         seen = {}
+
         def hook(module, args, output):
             seen["grad"] = torch.is_grad_enabled()
 
@@ -291,7 +300,12 @@ class TestModel:
         tok = processor.tokenizer
         chat = [{"role": "user", "content": "How many?"}]
         inputs = processor.apply_chat_template(
-            chat, add_generation_prompt=True, enable_thinking=True, tokenize=True, return_dict=True, return_tensors="pt"
+            chat,
+            add_generation_prompt=True,
+            enable_thinking=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
         )
         think = tok.convert_tokens_to_ids("<think>")
         end = tok.convert_tokens_to_ids("</think>")
@@ -409,7 +423,9 @@ def test_from_pretrained_components(tmp_path):
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["<unk>", "<eos>", "hello", "world", "red"])},
                                          unk_token="<unk>"))  # fmt: skip
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    lm_tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>")
+    lm_tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>", pad_token="<eos>"
+    )
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=5, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False))  # fmt: skip
     lm.save_pretrained(tmp_path / "llama")
@@ -429,7 +445,9 @@ def test_from_pretrained_components(tmp_path):
     vocab = processor.tokenizer.get_vocab()
     assert {"<image>", "<audio>", "<video>", "<think>", "</think>"} <= set(vocab)
     for token in ("<image>", "<think>"):
-        torch.testing.assert_close(model.get_input_embeddings().weight[vocab[token]], lm.model.embed_tokens.weight.mean(0))
+        torch.testing.assert_close(
+            model.get_input_embeddings().weight[vocab[token]], lm.model.embed_tokens.weight.mean(0)
+        )
         torch.testing.assert_close(model.lm_head.weight[vocab[token]], lm.lm_head.weight.mean(0))
     assert model.config.num_image_tokens == 4  # 4x4 patches (CLS dropped), pixel-shuffled by 2
     # The result reloads through the Auto classes and runs on image + audio.
@@ -437,6 +455,8 @@ def test_from_pretrained_components(tmp_path):
     proc = AutoProcessor.from_pretrained(tmp_path / "om")
     chat = [{"role": "user", "content": [{"type": "image", "image": _image()}, {"type": "audio", "audio": _tone(0.5)},
                                          {"type": "text", "text": "hello"}]}]  # fmt: skip
-    inputs = proc.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    inputs = proc.apply_chat_template(
+        chat, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
     assert (inputs["input_ids"] == vocab["<image>"]).sum() == 4
     assert reloaded(**inputs).logits.shape[-1] == len(proc.tokenizer)

@@ -129,7 +129,10 @@ def test_video_frames_and_temporal_pooling(processor, model, tmp_path):
 def test_chat_template_thinking_switch_and_masks(processor):
     chat = [
         {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (8, 8))}, {"type": "text", "text": "How many?"}]},
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": Image.new("RGB", (8, 8))}, {"type": "text", "text": "How many?"}],
+        },
         {"role": "assistant", "content": "3", "reasoning_content": "I see 3 circles."},
     ]
     off = processor.apply_chat_template(chat, tokenize=False)
@@ -137,7 +140,9 @@ def test_chat_template_thinking_switch_and_masks(processor):
     assert "<think>\n\n</think>\n\n3<|im_end|>" in off and "I see" not in off
     assert "<think>\nI see 3 circles.\n</think>\n\n3<|im_end|>" in on
     prompt_off = processor.apply_chat_template(chat[:2], tokenize=False, add_generation_prompt=True)
-    prompt_on = processor.apply_chat_template(chat[:2], tokenize=False, add_generation_prompt=True, enable_thinking=True)
+    prompt_on = processor.apply_chat_template(
+        chat[:2], tokenize=False, add_generation_prompt=True, enable_thinking=True
+    )
     assert prompt_off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert prompt_on.endswith("<|im_start|>assistant\n")
     # Assistant masks: with thinking off only the answer is labelled; with it on the trace is too.

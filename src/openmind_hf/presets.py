@@ -1,6 +1,6 @@
 """Ready-made OpenMind builds: the tiny CPU preset, and a new model composed from pretrained parts.
 
-    openmind preset tiny --output DIR        # or: build_tiny_preset("DIR")
+openmind preset tiny --output DIR        # or: build_tiny_preset("DIR")
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ def load_tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_processor(config: OpenMindConfig, tokenizer, image_processor=None, feature_extractor=None) -> OpenMindProcessor:
+def build_processor(
+    config: OpenMindConfig, tokenizer, image_processor=None, feature_extractor=None
+) -> OpenMindProcessor:
     """An `OpenMindProcessor` whose token counts agree with `config`."""
     if image_processor is None:
         side = config.vision_config.image_size if config.vision_config is not None else 32
@@ -115,7 +117,9 @@ def set_generation_defaults(model, tokenizer) -> None:
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = None
-    model.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in ("<image>", "<audio>", "<video>")]
+    model.generation_config.suppress_tokens = [
+        tokenizer.convert_tokens_to_ids(t) for t in ("<image>", "<audio>", "<video>")
+    ]
 
 
 def build_tiny_preset(output_dir: str | Path | None = None, seed: int = 0, **config_overrides):

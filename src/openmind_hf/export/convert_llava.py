@@ -47,7 +47,9 @@ def _pil_image_processor(image_processor):
     if type(image_processor).__name__.endswith("Pil"):
         return image_processor
     cls = SiglipImageProcessorPil if "siglip" in type(image_processor).__name__.lower() else CLIPImageProcessorPil
-    settings = {k: v for k, v in image_processor.to_dict().items() if not k.startswith("_") and k != "image_processor_type"}
+    settings = {
+        k: v for k, v in image_processor.to_dict().items() if not k.startswith("_") and k != "image_processor_type"
+    }
     return cls(**settings)
 
 

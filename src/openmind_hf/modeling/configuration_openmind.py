@@ -91,10 +91,21 @@ class OpenMindConfig(PreTrainedConfig):
         def fail(message: str):
             raise ValueError(f"Invalid OpenMindConfig: {message}")
 
-        if getattr(self.text_config, "vocab_size", None) is None or getattr(self.text_config, "hidden_size", None) is None:
-            fail(f"text_config ({self.text_config.model_type}) must be a causal LM config with vocab_size and hidden_size.")
+        if (
+            getattr(self.text_config, "vocab_size", None) is None
+            or getattr(self.text_config, "hidden_size", None) is None
+        ):
+            fail(
+                f"text_config ({self.text_config.model_type}) must be a causal LM config with vocab_size and hidden_size."
+            )
         vocab = self.text_config.vocab_size
-        for name in ("image_token_id", "audio_token_id", "video_token_id", "think_start_token_id", "think_end_token_id"):
+        for name in (
+            "image_token_id",
+            "audio_token_id",
+            "video_token_id",
+            "think_start_token_id",
+            "think_end_token_id",
+        ):
             token_id = getattr(self, name)
             if token_id is not None and not 0 <= token_id < vocab:
                 fail(f"{name}={token_id} is outside the text vocabulary (size {vocab}). Resize the embeddings first.")
@@ -103,13 +114,23 @@ class OpenMindConfig(PreTrainedConfig):
                 fail("a vision tower needs image_token_id (the id of the `<image>` token).")
             for attr in ("image_size", "patch_size", "hidden_size", "num_hidden_layers"):
                 if getattr(self.vision_config, attr, None) is None:
-                    fail(f"vision_config ({self.vision_config.model_type}) has no `{attr}`: use a CLIP or SigLIP vision config.")
+                    fail(
+                        f"vision_config ({self.vision_config.model_type}) has no `{attr}`: use a CLIP or SigLIP vision config."
+                    )
             if self.vision_config.image_size % self.vision_config.patch_size:
-                fail(f"image_size {self.vision_config.image_size} is not a multiple of patch_size {self.vision_config.patch_size}.")
-            layers = [self.vision_feature_layer] if isinstance(self.vision_feature_layer, int) else self.vision_feature_layer
+                fail(
+                    f"image_size {self.vision_config.image_size} is not a multiple of patch_size {self.vision_config.patch_size}."
+                )
+            layers = (
+                [self.vision_feature_layer]
+                if isinstance(self.vision_feature_layer, int)
+                else self.vision_feature_layer
+            )
             n_states = self.vision_config.num_hidden_layers + 1  # embeddings + one per layer
             if not layers or any(not -n_states <= layer < n_states for layer in layers):
-                fail(f"vision_feature_layer={self.vision_feature_layer} is out of range for a {n_states - 1}-layer tower.")
+                fail(
+                    f"vision_feature_layer={self.vision_feature_layer} is out of range for a {n_states - 1}-layer tower."
+                )
             if self.vision_projector_type == "pixel_shuffle":
                 side = math.isqrt(self.vision_patch_tokens)
                 if side * side != self.vision_patch_tokens:
@@ -125,7 +146,9 @@ class OpenMindConfig(PreTrainedConfig):
             fail("video_token_id is set but there is no vision tower: videos run through the vision tower.")
         if self.audio_config is not None:
             if self.audio_config.model_type not in AUDIO_TOWERS:
-                fail(f"audio_config.model_type={self.audio_config.model_type!r}; supported: {', '.join(AUDIO_TOWERS)}.")
+                fail(
+                    f"audio_config.model_type={self.audio_config.model_type!r}; supported: {', '.join(AUDIO_TOWERS)}."
+                )
             if self.audio_token_id is None:
                 fail("an audio tower needs audio_token_id (the id of the `<audio>` token).")
             if self.audio_pool_stride < 1:

@@ -179,8 +179,12 @@ class OpenMindPreTrainedModel(PreTrainedModel):
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         if strict:
-            tied = set(getattr(model, "all_tied_weights_keys", {}) or {}) if model.config.tie_word_embeddings else set()
-            missing = [k for k in info["missing_keys"] if k not in tied and not k.startswith(cls._allowed_missing_prefixes)]
+            tied = (
+                set(getattr(model, "all_tied_weights_keys", {}) or {}) if model.config.tie_word_embeddings else set()
+            )
+            missing = [
+                k for k in info["missing_keys"] if k not in tied and not k.startswith(cls._allowed_missing_prefixes)
+            ]
             unexpected = [k for k in info["unexpected_keys"] if not k.startswith(cls._allowed_unexpected_prefixes)]
             mismatched = list(info.get("mismatched_keys") or [])
             if missing or unexpected or mismatched:
@@ -301,7 +305,9 @@ class OpenMindModel(OpenMindPreTrainedModel):
             if self.vision_tower is not None:
                 if pixel_values is not None:
                     image_features = self.get_image_features(pixel_values).flatten(0, 1)
-                inputs_embeds = self._scatter(input_ids, inputs_embeds, cfg.image_token_id, image_features, "<image>", "pixel_values")
+                inputs_embeds = self._scatter(
+                    input_ids, inputs_embeds, cfg.image_token_id, image_features, "<image>", "pixel_values"
+                )
                 if cfg.video_token_id is not None:
                     video_features = None
                     if pixel_values_videos is not None:
@@ -314,7 +320,9 @@ class OpenMindModel(OpenMindPreTrainedModel):
             if self.audio_tower is not None:
                 if input_features is not None:
                     audio_features = self.get_audio_features(input_features, feature_attention_mask)
-                inputs_embeds = self._scatter(input_ids, inputs_embeds, cfg.audio_token_id, audio_features, "<audio>", "input_features")
+                inputs_embeds = self._scatter(
+                    input_ids, inputs_embeds, cfg.audio_token_id, audio_features, "<audio>", "input_features"
+                )
             elif input_features is not None:
                 raise ValueError("This OpenMind model has no audio tower, but audio features were given.")
 
@@ -323,7 +331,11 @@ class OpenMindModel(OpenMindPreTrainedModel):
             # position_ids only when no KV cache is being built, so never build one here.
             kwargs["use_cache"] = False
         outputs = self.language_model(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, cache=cache, **kwargs
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            **kwargs,
         )
         return OpenMindModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
@@ -381,7 +393,11 @@ def _is_plain_linear(module: nn.Module) -> bool:
 
 
 def labelled_positions_loss(
-    hidden_states: torch.Tensor, lm_head: nn.Module, labels: torch.LongTensor, num_items_in_batch=None, chunk: int = 512
+    hidden_states: torch.Tensor,
+    lm_head: nn.Module,
+    labels: torch.LongTensor,
+    num_items_in_batch=None,
+    chunk: int = 512,
 ) -> torch.Tensor:
     """Causal-LM cross-entropy that runs the head only on positions with a label.
 

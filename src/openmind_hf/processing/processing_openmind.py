@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from transformers import BatchFeature, ProcessorMixin
 
+
 def audio_token_count(num_mel_frames: int, audio_model_type: str, pool_stride: int) -> int:
     """Audio tokens for a clip of `num_mel_frames` valid mel frames. Mirrors the model's
     `audio_encoder_output_length` (the model re-checks the counts); repeated here because a `trust_remote_code`
@@ -138,7 +139,9 @@ class OpenMindProcessor(ProcessorMixin):
         if audio is not None:
             audio = [audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio)
             audio = [self._check_clip(clip, i, kwargs.get("sampling_rate")) for i, clip in enumerate(audio)]
-        images, text, _, audio = super().prepare_inputs_layout(images=images, text=text, videos=None, audio=audio, **kwargs)
+        images, text, _, audio = super().prepare_inputs_layout(
+            images=images, text=text, videos=None, audio=audio, **kwargs
+        )
         if videos is not None:
             videos = _flatten_videos(videos) or None
         return images, text, videos, audio

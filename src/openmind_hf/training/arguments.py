@@ -152,9 +152,17 @@ def _cuda_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+@dataclass
 class _OpenMindDefaults:
     """Defaults that differ from TRL's: bf16 only on a bf16 CUDA device (TRL's default fails on CPU), no activation
-    checkpointing unless asked (tiny CPU models only get slower), and keep the media columns."""
+    checkpointing unless asked (tiny CPU models only get slower), and a log line every step. Listed first among the
+    bases, so these fields override the TRL config's."""
+
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Alias of --activation_checkpointing."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
 
     def _openmind_post_init(self):
         if self.bf16 is None:
@@ -171,12 +179,7 @@ def _refuse_packing(config) -> None:
 
 @dataclass
 class OpenMindSFTConfig(_OpenMindDefaults, SFTConfig):
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Alias of --activation_checkpointing."}
-    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep media columns for the collator."})
-    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
 
     def __post_init__(self):
         self._openmind_post_init()
@@ -190,12 +193,7 @@ class OpenMindSFTConfig(_OpenMindDefaults, SFTConfig):
 
 @dataclass
 class OpenMindDPOConfig(_OpenMindDefaults, DPOConfig):
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Alias of --activation_checkpointing."}
-    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep media columns for the collator."})
-    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     packing: bool = field(default=False, metadata={"help": "Not supported for preference pairs."})
 
     def __post_init__(self):
@@ -206,12 +204,7 @@ class OpenMindDPOConfig(_OpenMindDefaults, DPOConfig):
 
 @dataclass
 class OpenMindRewardConfig(_OpenMindDefaults, RewardConfig):
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Alias of --activation_checkpointing."}
-    )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep media columns for the collator."})
-    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     packing: bool = field(default=False, metadata={"help": "Not supported for preference pairs."})
 
     def __post_init__(self):
@@ -222,11 +215,6 @@ class OpenMindRewardConfig(_OpenMindDefaults, RewardConfig):
 
 @dataclass
 class OpenMindGRPOConfig(_OpenMindDefaults, GRPOConfig):
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision (default: on a bf16 GPU)."})
-    gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Alias of --activation_checkpointing."}
-    )
-    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
     packing: bool = field(default=False, metadata={"help": "Not supported for generated completions."})
 
     def __post_init__(self):

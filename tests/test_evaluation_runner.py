@@ -217,3 +217,56 @@ def test_the_real_shared_files_are_found_and_read():
     counts = {task.name: len(task.load(path)) for task, path in chosen}
     assert counts == {"gsm8k": 1319, "math": 500, "humaneval": 164}
     assert set(skipped) == {"vqa", "textvqa", "caption", "ppl"}
+
+
+def test_eval_prompts_the_users_question_and_agrees_with_the_pipeline(checkpoint, tmp_path, capsys):
+    """What eval scores is what the model does: the prompt it received is the user's question through the chat
+    template (no hidden instruction), and each prediction equals what `pipeline` generates for the same item."""
+    from transformers import AutoProcessor, pipeline
+
+    media = tmp_path / "media"  # images live away from the task file: --media_root says where
+    media.mkdir()
+    colours = {"red": (200, 30, 30), "blue": (30, 30, 200)}
+    for name, rgb in colours.items():
+        Image.fromarray(np.full((32, 32, 3), rgb, dtype=np.uint8)).save(media / f"{name}.png")
+    rows = [{"image": f"{name}.png", "question": q, "answers": [name] * 10, "question_id": i}
+            for i, (name, q) in enumerate([("red", "What color is it?"), ("blue", "Which colour is shown?")])]  # fmt: skip
+    data = tmp_path / "data"
+    _write_jsonl(data / "vqa/test.jsonl", rows)
+    with pytest.raises(SystemExit, match="resolved against the task file's folder .*--media_root"):
+        main(["eval", "--model", str(checkpoint), "--data", str(data), "--tasks", "vqa"])
+    predictions = tmp_path / "predictions.jsonl"
+    report, _ = _eval(capsys, "--model", checkpoint, "--data", data, "--tasks", "vqa", "--media_root", media,
+                      "--max-new-tokens", "8", "--batch-size", "2", "--output", tmp_path / "r.json",
+                      "--predictions", predictions)  # fmt: skip
+    records = [json.loads(line) for line in predictions.read_text().splitlines()]
+    processor = AutoProcessor.from_pretrained(checkpoint)
+    chats = []
+    for row, record in zip(rows, records):
+        chat = [{"role": "user", "content": [{"type": "image", "image": str(media / row["image"])},
+                                             {"type": "text", "text": row["question"]}]}]  # fmt: skip
+        chats.append(chat)
+        expected = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        assert record["prompt"] == expected  # decoded from the ids the model got
+        assert "single word" not in record["prompt"]
+        assert record["references"] == row["answers"] and record["id"] == str(row["question_id"])
+        assert record["score"] == (1.0 if record["answer"] == row["answers"][0] else 0.0)
+    assert report["tasks"]["vqa"]["metrics"]["accuracy"] == sum(r["score"] for r in records) / 2
+    pipe = pipeline("image-text-to-text", model=str(checkpoint), device="cpu")
+    for chat, record in zip(chats, records):
+        out = pipe(text=chat, max_new_tokens=8, generate_kwargs={"do_sample": False})
+        assert out[0]["generated_text"][-1]["content"] == record["generation"]
+    assert records[0]["answer"] == "red"  # the trained answer survives the plain question
+
+
+def test_eval_lists_tasks_and_takes_a_prompt_template(checkpoint, data_dir, tmp_path, capsys):
+    assert main(["eval", "--list-tasks"]) == 0
+    listing = capsys.readouterr().out
+    assert "vqa: VQAv2 accuracy" in listing and "prompt: '{question}'" in listing
+    predictions = tmp_path / "p.jsonl"
+    _eval(capsys, "--model", checkpoint, "--data", data_dir, "--tasks", "vqa", "--max-new-tokens", "4",
+          "--prompt-template", "{question}\nOne word.", "--output", tmp_path / "r.json", "--predictions", predictions)  # fmt: skip
+    assert "What color is it?\nOne word.<|im_end|>" in json.loads(predictions.read_text())["prompt"]
+    with pytest.raises(SystemExit, match="names the field 'query'.*fix --prompt-template"):
+        main(["eval", "--model", str(checkpoint), "--data", str(data_dir), "--tasks", "vqa",
+              "--prompt-template", "{query}"])  # fmt: skip

@@ -1,6 +1,11 @@
 """The eval runner: load a checkpoint, generate answers for each task in left-padded batches, cut them after
 `</think>`, score them, and write one JSON report (metrics, config, timing, sample counts).
 
+The model is prompted exactly as a user would prompt it through `pipeline` or `generate`: the chat template applied
+to the user's turn, whose text is the task's prompt template filled with the row (for VQA, the question as written).
+`predictions` records, per item, the prompt the model received (decoded from its input ids), the references, the
+raw generation, the answer that was scored and its score, so any score can be checked by reading that file.
+
     from openmind_hf.evaluation import EvalConfig, run_evaluation
     report = run_evaluation(EvalConfig(model="checkpoints/sft", data_dir="data/eval", tasks=["gsm8k"]))
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,7 +44,12 @@ class EvalConfig:
         limit (`int`, *optional*): evaluate only the first N samples of each task.
         device (`str`, *optional*, defaults to `"auto"`): `"auto"` (CUDA when available), `"cpu"`, `"cuda:0"`...
         dtype (`str`, *optional*, defaults to `"auto"`): `"auto"` (bf16 on CUDA, fp32 on CPU), `"float32"`, ...
-        predictions (`str`, *optional*): also write every generation and its score to this JSONL file.
+        predictions (`str`, *optional*): also write, per item, the prompt as sent, the references, the generation,
+            the scored answer and its score to this JSONL file.
+        prompt_template (`str`, *optional*): `str.format` template over a row's fields (e.g. `"{question}"`) for
+            the user's text, replacing each selected task's default (see `openmind eval --list-tasks`).
+        media_root (`str`, *optional*): folder that relative image paths resolve against; defaults to the folder
+            of each task file.
     """
 
     model: str
@@ -53,6 +64,8 @@ class EvalConfig:
     device: str = "auto"
     dtype: str = "auto"
     predictions: str | None = None
+    prompt_template: str | None = None
+    media_root: str | None = None
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -61,6 +74,8 @@ class EvalConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}.")
         for name in self.tasks:
             get_task(name)  # unknown names fail before any model is loaded
+        if self.media_root is not None and not Path(self.media_root).is_dir():
+            raise FileNotFoundError(f"media_root {self.media_root!r} is not a directory.")
 
 
 def select_tasks(config: EvalConfig) -> tuple[list[tuple[Task, Path]], dict[str, str]]:
@@ -108,11 +123,22 @@ def _prompt_size(sample: EvalSample) -> int:
     return sum(len(b.get("text", "")) for m in sample.messages for b in m["content"] if isinstance(b, dict))
 
 
+def _prompt_as_sent(processor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> str:
+    """One row's prompt decoded from the ids the model received, each run of media placeholders shown once."""
+    text = processor.tokenizer.decode(input_ids[attention_mask.bool()], skip_special_tokens=False)
+    for name in ("image_token", "audio_token", "video_token"):
+        token = getattr(processor, name, None)
+        if token:
+            text = re.sub(f"(?:{re.escape(token)})+", token, text)
+    return text
+
+
 @torch.no_grad()
 def generate_texts(
     model, processor, samples: Sequence[EvalSample], config: EvalConfig, desc: str = "generating"
-) -> tuple[list[str], list[int]]:
-    """Greedy generations for `samples` (in their order) and the number of new tokens of each.
+) -> tuple[list[str], list[int], list[str]]:
+    """Greedy generations for `samples` (in their order), the number of new tokens of each, and each prompt as the
+    model received it.
 
     Prompts are sorted by length so batches carry little padding, then put back in order.
     """
@@ -121,7 +147,7 @@ def generate_texts(
     tokenizer = processor.tokenizer
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
     order = sorted(range(len(samples)), key=lambda i: _prompt_size(samples[i]))
-    texts, lengths = [""] * len(samples), [0] * len(samples)
+    texts, lengths, prompts = [""] * len(samples), [0] * len(samples), [""] * len(samples)
     kwargs = {"max_new_tokens": config.max_new_tokens, "do_sample": False}
     if tokenizer.pad_token_id is not None:
         kwargs["pad_token_id"] = tokenizer.pad_token_id
@@ -145,16 +171,19 @@ def generate_texts(
                 decoded = processor.batch_decode(new_tokens, skip_special_tokens=True)
                 for row, index in enumerate(batch):
                     texts[index] = decoded[row]
+                    prompts[index] = _prompt_as_sent(
+                        processor, inputs["input_ids"][row], inputs["attention_mask"][row]
+                    )
                     lengths[index] = int((new_tokens[row] != kwargs.get("pad_token_id", -1)).sum())
                 bar.update(len(batch))
     finally:
         tokenizer.padding_side = padding_side
-    return texts, lengths
+    return texts, lengths, prompts
 
 
 def _run_generation_task(model, processor, task: Task, samples, config: EvalConfig) -> tuple[dict, list[dict]]:
     start = time.perf_counter()
-    raw, lengths = generate_texts(model, processor, samples, config, desc=task.name)
+    raw, lengths, prompts = generate_texts(model, processor, samples, config, desc=task.name)
     generation_seconds = time.perf_counter() - start
     splits = [split_thinking(text) for text in raw]
     answers = [s.answer for s in splits]
@@ -170,10 +199,25 @@ def _run_generation_task(model, processor, task: Task, samples, config: EvalConf
         "samples_per_second": len(samples) / generation_seconds if generation_seconds > 0 else None,
     }
     records = [
-        {"task": task.name, "id": s.id, "generation": text, "answer": a, "score": score}
-        for s, text, a, score in zip(samples, raw, answers, per_sample)
+        {
+            "task": task.name,
+            "id": s.id,
+            "prompt": prompt,
+            "references": _references(s),
+            "generation": text,
+            "answer": a,
+            "score": score,
+        }
+        for s, prompt, text, a, score in zip(samples, prompts, raw, answers, per_sample)
     ]
     return result, records
+
+
+def _references(sample: EvalSample):
+    # HumanEval's reference is the whole problem: its tests are what the answer is checked against.
+    if isinstance(sample.reference, dict) and "test" in sample.reference:
+        return {"test": sample.reference["test"], "entry_point": sample.reference.get("entry_point")}
+    return sample.reference
 
 
 def _run_perplexity_task(model, processor, samples, config: EvalConfig) -> dict:
@@ -204,7 +248,7 @@ def evaluate(model, processor, config: EvalConfig, model_name: str | None = None
     }
     records: list[dict] = []
     for task, path in chosen:
-        samples = task.load(path)[: config.limit]
+        samples = task.load(path, config.prompt_template, config.media_root)[: config.limit]
         if not samples:
             report["skipped"][task.name] = f"{path} has no samples"
             continue

@@ -16,8 +16,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from openmind_hf.building.presets import SPECIAL_TOKENS, THINK_TOKENS  # noqa: E402
 from openmind_hf.data.synthetic import SYNTHETIC_VOCABULARY  # noqa: E402
-from openmind_hf.presets import SPECIAL_TOKENS, THINK_TOKENS  # noqa: E402
 
 GENERAL_ENGLISH = """
 You are a helpful assistant. Describe the image. What do you see in this picture? Listen to the audio clip and

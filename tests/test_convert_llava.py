@@ -16,7 +16,7 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from openmind_hf.presets import load_tiny_tokenizer
+from openmind_hf.building import load_tiny_tokenizer
 
 TOWERS = {
     "clip-default": (CLIPVisionConfig, CLIPImageProcessorPil, "default", -2),

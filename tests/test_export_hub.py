@@ -27,10 +27,11 @@ import pytest
 import yaml
 from huggingface_hub import HfApi
 
+from openmind_hf.building.inference import QUANTO_WEIGHTS_FILE
 from openmind_hf.cli import main
 from openmind_hf.export.hub import CheckpointFilesError, checkpoint_files, plan_push, push_checkpoint
 from openmind_hf.export.model_card import build_model_card, count_parameters, extract_python_snippet
-from openmind_hf.export.quantize import QUANTO_WEIGHTS_FILE, quantize_checkpoint
+from openmind_hf.export.quantize import quantize_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CODE_FILES = {"configuration_openmind.py", "modeling_openmind.py", "generation_openmind.py", "processing_openmind.py"}

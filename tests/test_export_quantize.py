@@ -12,15 +12,17 @@ import json
 import pytest
 import torch
 
-from openmind_hf.cli import main
-from openmind_hf.export.quantize import (
+from openmind_hf.building.inference import (
     QUANTO_MAP_FILE,
     QUANTO_WEIGHTS_FILE,
+    load_model_for_inference,
+    load_quantized,
+)
+from openmind_hf.cli import main
+from openmind_hf.export.quantize import (
     RECORD_FILE,
     TOWER_MODULES,
     full_precision_modules,
-    load_model_for_inference,
-    load_quantized,
     probe_batch,
     quantize_checkpoint,
     quantize_with_quanto,

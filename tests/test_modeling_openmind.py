@@ -11,8 +11,8 @@ from PIL import Image
 
 import openmind_hf  # noqa: F401  (registers the Auto classes)
 from openmind_hf import OpenMindConfig, OpenMindForConditionalGeneration
+from openmind_hf.building import build_tiny_preset, tiny_config
 from openmind_hf.modeling.modeling_openmind import labelled_positions_loss
-from openmind_hf.presets import build_tiny_preset, tiny_config
 
 
 def _image(color=(200, 30, 30), size=48):

@@ -187,11 +187,11 @@ def test_tensorboard_and_offline_wandb_logging(data, tmp_path, monkeypatch):
 
 def test_reward_model_scores_grpo_completions_with_media(data, tmp_path):
     from openmind_hf import build_tiny_preset
-    from openmind_hf.training.model_setup import _to_reward_model
+    from openmind_hf.building import to_reward_model
 
     model, processor = build_tiny_preset(seed=1)
     reward_dir = tmp_path / "reward-model"
-    reward = _to_reward_model(model)
+    reward = to_reward_model(model)
     torch.nn.init.normal_(reward.score.weight, std=1.0)
     reward.save_pretrained(reward_dir)
     processor.save_pretrained(reward_dir)
@@ -256,7 +256,7 @@ def test_stage_1_composes_a_new_model_from_pretrained_towers(data, tmp_path):
         WhisperModel,
     )
 
-    from openmind_hf.presets import load_tiny_tokenizer, tiny_config
+    from openmind_hf.building import load_tiny_tokenizer, tiny_config
 
     torch.manual_seed(0)
     vision = SiglipVisionModel(SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,

@@ -36,7 +36,7 @@ OpenMindForConditionalGeneration.register_for_auto_class("AutoModelForImageTextT
 OpenMindForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 OpenMindProcessor.register_for_auto_class()
 
-from .presets import build_from_components, build_tiny_preset  # noqa: E402
+from .building import build_from_components, build_tiny_preset  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "preset": ("openmind_hf.presets", "build and save a preset model + processor (e.g. `tiny`)"),
+    "preset": ("openmind_hf.building.commands", "build and save a preset model + processor (e.g. `tiny`)"),
     "convert": ("openmind_hf.export.convert_llava", "convert a transformers LLaVA checkpoint to OpenMind"),
     "data": ("openmind_hf.data.commands", "write synthetic demo data or download/convert public datasets"),
     "train": ("openmind_hf.training.commands", "run a training stage (pretrain, sft, dpo, reward, grpo)"),

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
+from ..building.vocabulary import add_openmind_tokens, resize_with_mean_rows
 from ..modeling.configuration_openmind import OpenMindConfig
-from ..modeling.modeling_openmind import OpenMindForConditionalGeneration, add_openmind_tokens, resize_with_mean_rows
+from ..modeling.modeling_openmind import OpenMindForConditionalGeneration
 from ..processing.chat_template import CHAT_TEMPLATE
 from ..processing.processing_openmind import OpenMindProcessor
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from .quantize import RECORD_FILE, is_quanto_checkpoint
+from ..building.inference import is_quanto_checkpoint
+from .quantize import RECORD_FILE
 
 # Parameter groups of OpenMindForConditionalGeneration, by name prefix.
 COMPONENTS = (
@@ -214,7 +215,7 @@ def usage_snippet(repo_id: str, quanto: bool = False, backend: str | None = None
     if quanto:
         load = (
             "# optimum-quanto int4/int8 weights need OpenMind's loader: pip install openmind-hf[quant]\n"
-            "from openmind_hf.export.quantize import load_model_for_inference\n\n"
+            "from openmind_hf.building import load_model_for_inference\n\n"
             f'model = load_model_for_inference("{repo_id}")\n'
             f'processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)'
         )

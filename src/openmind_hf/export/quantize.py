@@ -1,4 +1,4 @@
-"""Quantize an OpenMind checkpoint to int8 / int4, save it, and load it back for inference.
+"""Quantize an OpenMind checkpoint to int8 / int4 and save it; `openmind_hf.building.inference` loads it back.
 
     openmind quantize --model DIR --bits 8 --output DIR_INT8                  # torchao int8 weight-only
     openmind quantize --model DIR --bits 4 --output DIR_INT4 --keep-towers-fp # quanto int4 (torchao int4 on CUDA)
@@ -9,15 +9,16 @@ Backends (`backend="auto"` picks the first that fits):
   storage (so the file is int8-sized). Saved with `save_pretrained`; reloads with plain `from_pretrained`.
 - **quanto** (optimum-quanto) int8 / int4 with packed int4 storage. transformers cannot save a quanto model, so we
   write the quantized state dict (`quanto_model.safetensors`) and quanto's `quantization_map.json` ourselves, and
-  [`load_quantized`] rebuilds the model and calls quanto's `requantize`. This is the int4 default on CPU.
+  `openmind_hf.building.load_quantized` rebuilds the model and calls quanto's `requantize`. This is the int4 default on CPU.
 - **bnb** (bitsandbytes) 8-bit / 4-bit NF4, CUDA only; saved with `save_pretrained`, reloads with `from_pretrained`.
 
 `lm_head` always stays in full precision (it is tied to the embeddings in small models and is the layer most
 sensitive to quantization). `keep_towers_fp=True` also keeps the vision and audio towers and their projectors.
 
 Every run reloads what it wrote and compares it with the original on a fixed probe batch (an image, an audio clip and
-text, through the processor): max |logit difference| and greedy-token agreement. [`load_model_for_inference`] loads
-any of these outputs (or a plain checkpoint, local or on the Hub); `openmind serve` uses it.
+text, through the processor): max |logit difference| and greedy-token agreement.
+`openmind_hf.building.load_model_for_inference` loads any of these outputs (or a plain checkpoint, local or on the
+Hub); `openmind serve` uses it. The original must hold safetensors weights unless `allow_pickled_weights=True`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..building.inference import QUANTO_MAP_FILE, QUANTO_WEIGHTS_FILE, as_torch_dtype, load_model_for_inference
+
 RECORD_FILE = "openmind_quantization.json"  # what we did and measured; also marks a quantized directory
-QUANTO_WEIGHTS_FILE = "quanto_model.safetensors"  # not `model.safetensors`: from_pretrained must not half-load it
-QUANTO_MAP_FILE = "quantization_map.json"
 BACKENDS = ("auto", "torchao", "quanto", "bnb")
 # Module names (prefixes) of the towers and projectors that `keep_towers_fp` leaves alone.
 TOWER_MODULES = ("model.vision_tower", "model.multi_modal_projector", "model.audio_tower", "model.audio_projector")
@@ -152,7 +153,7 @@ def transformers_quantization_config(backend: str, bits: int, skip: list[str], d
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# quanto: our own save / load
+# quanto: our own save (`openmind_hf.building.inference.load_quantized` reads it back)
 
 
 def save_quanto(model, output_dir: str | Path) -> None:
@@ -171,116 +172,6 @@ def save_quanto(model, output_dir: str | Path) -> None:
         custom_object_save(model, output_dir, config=model.config)  # remote code files + auto_map
     model.config.save_pretrained(output_dir)
     model.generation_config.save_pretrained(output_dir)
-
-
-def load_quantized(path: str | Path, device: str | None = None, dtype: str | torch.dtype = "auto", **hub_kwargs):
-    """Loads a directory (or Hub repo) written by [`save_quanto`]: the model is built from its config without random
-    init, quantized from `quantization_map.json` and filled by quanto's `requantize`. Every stored key must match
-    the model (quanto itself loads with `strict=False`, so we check here)."""
-    from optimum.quanto import requantize
-    from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig
-    from transformers.initialization import no_init_weights
-
-    path = str(path)
-    weights_file = _resolve(path, QUANTO_WEIGHTS_FILE, **hub_kwargs)
-    map_file = _resolve(path, QUANTO_MAP_FILE, **hub_kwargs)
-    if weights_file is None or map_file is None:
-        raise FileNotFoundError(
-            f"{path} is not a quanto checkpoint: it needs {QUANTO_WEIGHTS_FILE} and {QUANTO_MAP_FILE}."
-        )
-    config = AutoConfig.from_pretrained(path, **hub_kwargs)
-    torch_dtype = _quanto_dtype(dtype, config, path)
-    with no_init_weights():  # every weight comes from the file; non-persistent buffers are still computed
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch_dtype)
-    state = load_file(weights_file)
-    requantize(model, state, json.loads(Path(map_file).read_text()), device=torch.device("cpu"))
-    _check_keys(model, state, weights_file)
-    model.tie_weights()
-    if _resolve(path, "generation_config.json", **hub_kwargs) is not None:
-        model.generation_config = GenerationConfig.from_pretrained(path, **hub_kwargs)
-    return (model.to(device) if device else model).eval()
-
-
-def _check_keys(model, state: dict, weights_file: str) -> None:
-    expected = set(model.state_dict()) - set(model.all_tied_weights_keys)
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ValueError(
-            f"{weights_file} does not match the model built from its config: missing {missing[:5]} "
-            f"({len(missing)} in all), unexpected {unexpected[:5]} ({len(unexpected)} in all). "
-            "Re-run `openmind quantize` with the same OpenMind version."
-        )
-
-
-def _as_dtype(dtype) -> torch.dtype | None:
-    if dtype in ("auto", None):
-        return None
-    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
-
-
-def _quanto_dtype(dtype, config, path: str) -> torch.dtype:
-    """quanto's int4 tensors cannot change dtype after quantization: they run in the dtype they were made from."""
-    saved = _as_dtype(getattr(config, "dtype", None)) or torch.float32
-    wanted = _as_dtype(dtype)
-    if wanted is not None and wanted != saved:
-        raise ValueError(
-            f"{path} was quantized by optimum-quanto from {saved} weights and runs in {saved} only (asked: {wanted}). "
-            f"Load it with dtype='auto', or quantize a {wanted} copy of the original."
-        )
-    return saved
-
-
-def _resolve(path: str, filename: str, **hub_kwargs) -> str | None:
-    """Local path of `filename` in a directory or Hub repo, or None when it has no such file."""
-    if Path(path).is_dir():
-        candidate = Path(path) / filename
-        return str(candidate) if candidate.is_file() else None
-    from transformers.utils.hub import cached_file
-
-    return cached_file(path, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Loading anything for inference
-
-
-def is_quanto_checkpoint(path: str | Path, **hub_kwargs) -> bool:
-    return _resolve(str(path), QUANTO_MAP_FILE, **hub_kwargs) is not None
-
-
-def load_model_for_inference(path: str | Path, dtype: str = "auto", device: str | None = None, **hub_kwargs):
-    """The model at `path` (directory or Hub id) in eval mode: plain, torchao or bitsandbytes checkpoints through
-    `from_pretrained`, quanto checkpoints through [`load_quantized`]. Load the processor with `AutoProcessor`.
-
-    Args:
-        path (`str` or `Path`): checkpoint directory or Hub repo id.
-        dtype (`str`, *optional*, defaults to `"auto"`): `"auto"` keeps the saved dtype; else e.g. `"bfloat16"`.
-        device (`str`, *optional*): e.g. `"cpu"`, `"cuda"`; default: where `from_pretrained` puts it.
-    """
-    from transformers import AutoModelForImageTextToText
-
-    import openmind_hf  # noqa: F401  (registers the OpenMind classes with the Auto classes)
-
-    if is_quanto_checkpoint(path, **hub_kwargs):
-        return load_quantized(path, device=device, dtype=dtype, **hub_kwargs)
-    wanted = _as_dtype(dtype)
-    quant_method = _quant_method(path, **hub_kwargs)
-    # torchao tensor subclasses keep their scales' dtype through from_pretrained(dtype=...), but convert with .to().
-    load_dtype = "auto" if wanted is None or quant_method == "torchao" else wanted
-    kwargs = {"device_map": device} if device else {}  # bnb weights cannot be `.to()`-moved after loading
-    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=load_dtype, **kwargs, **hub_kwargs)
-    if quant_method == "torchao" and wanted is not None and model.dtype != wanted:
-        model = model.to(wanted)
-    return model.eval()
-
-
-def _quant_method(path, **hub_kwargs) -> str | None:
-    config_file = _resolve(str(path), "config.json", **hub_kwargs)
-    if config_file is None:
-        return None
-    quantization = json.loads(Path(config_file).read_text()).get("quantization_config") or {}
-    return quantization.get("quant_method")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -376,6 +267,7 @@ def quantize_checkpoint(
     dtype: str = "auto",
     group_size: int = 64,
     probe_new_tokens: int = 16,
+    allow_pickled_weights: bool = False,
 ) -> QuantizationReport:
     """Quantizes the checkpoint at `model_dir` into `output_dir` (model, processor, remote code, and
     `openmind_quantization.json` with the report), then reloads the output and compares it with the original.
@@ -392,6 +284,8 @@ def quantize_checkpoint(
             keeps the checkpoint's (torchao int4 on CUDA always uses bfloat16).
         group_size (`int`, *optional*, defaults to 64): int4 group size for torchao (must divide the in-features).
         probe_new_tokens (`int`, *optional*, defaults to 16): greedy tokens compared; 0 skips the comparison.
+        allow_pickled_weights (`bool`, *optional*, defaults to `False`): also read an original whose weights are only
+            pickled (`pytorch_model.bin`); the output is always safetensors.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -404,12 +298,13 @@ def quantize_checkpoint(
         raise ValueError("--output must differ from --model: quantizing in place would destroy the original.")
     processor = AutoProcessor.from_pretrained(model_dir)
     inputs = probe_batch(processor)
-    original = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto").eval()
+    pickled = {"allow_pickled_weights": allow_pickled_weights}
+    original = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto", **pickled).eval()
     skip = full_precision_modules(original, keep_towers_fp)
     if probe_new_tokens > 0:
         reference = probe_outputs(original.to(device) if device else original, inputs, probe_new_tokens)
     del original
-    method = _quantize_and_save(model_dir, output_dir, backend, bits, skip, device, dtype, group_size)
+    method = _quantize_and_save(model_dir, output_dir, backend, bits, skip, device, dtype, group_size, pickled)
     processor.save_pretrained(output_dir)
     report = QuantizationReport(
         backend=backend,
@@ -431,12 +326,12 @@ def quantize_checkpoint(
     return report
 
 
-def _quantize_and_save(model_dir, output_dir: Path, backend, bits, skip, device, dtype, group_size) -> str:
+def _quantize_and_save(model_dir, output_dir: Path, backend, bits, skip, device, dtype, group_size, pickled) -> str:
     """Loads `model_dir`, quantizes it with `backend`, saves it to `output_dir`; returns the method's description."""
     from transformers import AutoModelForImageTextToText
 
-    load_kwargs = {"device_map": device} if device else {}
-    dtype = _as_dtype(dtype) or "auto"
+    load_kwargs = {"device_map": device, **pickled} if device else dict(pickled)
+    dtype = as_torch_dtype(dtype) or "auto"
     if backend == "quanto":
         model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, **load_kwargs).eval()
         model, method = quantize_with_quanto(model, bits, skip)
@@ -467,11 +362,8 @@ def quantize_with_quanto(model, bits: int, skip: list[str]):
 __all__ = [
     "QuantizationReport",
     "quantize_checkpoint",
-    "load_model_for_inference",
-    "load_quantized",
     "save_quanto",
     "quantize_with_quanto",
-    "is_quanto_checkpoint",
     "resolve_backend",
     "full_precision_modules",
     "transformers_quantization_config",
@@ -483,6 +375,4 @@ __all__ = [
     "weights_bytes",
     "TOWER_MODULES",
     "RECORD_FILE",
-    "QUANTO_WEIGHTS_FILE",
-    "QUANTO_MAP_FILE",
 ]

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--group-size", type=int, default=64, help="int4 group size for torchao (default 64)")
     parser.add_argument(
+        "--allow-pickled-weights",
+        action="store_true",
+        help="also read a --model whose weights are only pickled (pytorch_model.bin); unpickling can run code, "
+        "so pass it only for files you trust (the output is safetensors either way)",
+    )
+    parser.add_argument(
         "--probe-tokens", type=int, default=16, help="greedy tokens compared with the original (0 skips the check)"
     )
 
@@ -53,11 +59,12 @@ def run(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             group_size=args.group_size,
             probe_new_tokens=args.probe_tokens,
+            allow_pickled_weights=args.allow_pickled_weights,
         )
     except (ValueError, ImportError, OSError) as err:
         raise SystemExit(f"openmind quantize: {err}") from None
     print(report.summary())
-    print(f"saved to {args.output} (load it with openmind_hf.export.quantize.load_model_for_inference)")
+    print(f"saved to {args.output} (load it with openmind_hf.building.load_model_for_inference)")
     return 0
 
 

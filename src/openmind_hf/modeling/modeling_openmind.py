@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -99,57 +100,27 @@ REMOTE_AUTO_MAP = {
 }
 
 
-def add_openmind_tokens(tokenizer) -> None:
-    """Adds the media placeholders (special) and the thinking markers (plain added tokens, so they survive
-    `decode(skip_special_tokens=True)`) to a tokenizer, in place, when missing."""
-    vocab = tokenizer.get_vocab()
-    media = [t for t in ("<image>", "<audio>", "<video>") if t not in vocab]
-    if media:
-        tokenizer.add_special_tokens({"additional_special_tokens": media}, replace_extra_special_tokens=False)
-    think = [t for t in ("<think>", "</think>") if t not in vocab]
-    if think:
-        tokenizer.add_tokens(think)
-
-
-def resize_with_mean_rows(model: PreTrainedModel, new_vocab_size: int) -> None:
-    """Grows the vocabulary; new embedding rows (and head rows, when untied) are exactly the mean of the old rows,
-    so new tokens start neutral and never win an argmax over the original vocabulary."""
-    old = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(new_vocab_size, mean_resizing=False)
-    with torch.no_grad():
-        embed = model.get_input_embeddings().weight
-        embed[old:] = embed[:old].mean(dim=0)
-        head = model.get_output_embeddings()
-        if head is not None and head.weight.data_ptr() != embed.data_ptr():
-            head.weight[old:] = head.weight[:old].mean(dim=0)
-
-
-def _load_vision_tower(path: str) -> nn.Module:
-    """The vision model of a CLIP/SigLIP checkpoint, full (vision + text) or vision-only."""
-    from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-    config = AutoConfig.from_pretrained(path)
-    vision_config = getattr(config, "vision_config", config)
-    return MODEL_MAPPING[type(vision_config)].from_pretrained(path, dtype=torch.float32)
-
-
-def _load_audio_tower(path: str) -> nn.Module:
-    """The audio encoder of a Whisper checkpoint, a Qwen2-Audio checkpoint or a bare Qwen2-Audio encoder."""
-    from transformers import AutoConfig
-
-    model_type = AutoConfig.from_pretrained(path).model_type
-    if model_type == "whisper":
-        from transformers import WhisperModel
-
-        return WhisperModel.from_pretrained(path, dtype=torch.float32).get_encoder()
-    if model_type == "qwen2_audio":
-        from transformers import Qwen2AudioForConditionalGeneration
-
-        return Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32).audio_tower
-    if model_type == "qwen2_audio_encoder":
-        return AutoModel.from_pretrained(path, dtype=torch.float32)
-    raise ValueError(f"{path}: audio tower of type {model_type!r} is not supported (use whisper or qwen2_audio).")
+def _refuse_pickled_weights(path, kwargs: dict) -> None:
+    """Raises when a local checkpoint directory holds pickled weights but no safetensors ones, or when the caller
+    asked for pickles (`use_safetensors=False`) without `allow_pickled_weights=True`."""
+    advice = (
+        "Re-save it as safetensors (load it once with allow_pickled_weights=True, then `save_pretrained`), or pass "
+        "allow_pickled_weights=True (CLI: --allow-pickled-weights) if you trust whoever wrote the file."
+    )
+    if kwargs.get("use_safetensors") is False:
+        raise ValueError(f"use_safetensors=False loads pickled weights, which can run code when unpickled. {advice}")
+    if path is None or not os.path.isdir(path):
+        return  # a Hub id: `use_safetensors=True` makes transformers refuse a repo without safetensors weights
+    folder = os.path.join(path, kwargs.get("subfolder") or "")
+    names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+    if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+        return
+    pickled = sorted(n for n in names if n.startswith("pytorch_model") and n.endswith((".bin", ".bin.index.json")))
+    if pickled:
+        raise ValueError(
+            f"Refusing to load {os.path.join(folder, pickled[0])}: this checkpoint's weights are pickled (PyTorch "
+            f".bin) and it has no safetensors weights; unpickling a file can run arbitrary code. {advice}"
+        )
 
 
 def _frozen(module: nn.Module) -> bool:
@@ -173,9 +144,14 @@ class OpenMindPreTrainedModel(PreTrainedModel):
     _allowed_unexpected_prefixes: tuple[str, ...] = ()
 
     @classmethod
-    def from_pretrained(cls, *args, strict: bool = True, **kwargs):
+    def from_pretrained(cls, *args, strict: bool = True, allow_pickled_weights: bool = False, **kwargs):
         r"""[`~PreTrainedModel.from_pretrained`], but strict: a missing, unexpected or misshaped weight raises instead
-        of being freshly initialised with a warning. Pass `strict=False` to get transformers' lenient behaviour."""
+        of being freshly initialised with a warning. Pass `strict=False` to get transformers' lenient behaviour.
+        Weights must be safetensors: pickled ones (`pytorch_model.bin`) load only with `allow_pickled_weights=True`,
+        because unpickling can run code even with `weights_only=True` (a mitigation with a history of bypasses)."""
+        if not allow_pickled_weights:
+            _refuse_pickled_weights(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+            kwargs["use_safetensors"] = True  # transformers then never falls back to a pickle (Hub repos too)
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         if strict:
@@ -500,63 +476,6 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
             audio_hidden_states=outputs.audio_hidden_states,
         )
 
-    @classmethod
-    def from_pretrained_components(
-        cls,
-        vision: str | None = None,
-        audio: str | None = None,
-        text: str = "",
-        projector: str = "mlp",
-        tokenizer=None,
-        **config_kwargs,
-    ) -> OpenMindForConditionalGeneration:
-        r"""
-        Builds a NEW OpenMind model from pretrained towers (Hub ids or local directories).
-
-        Tower and LM weights load strictly (a missing or misshaped key raises); the projectors start fresh.
-        `tokenizer` (the text model's, loaded from `text` when omitted) gains `<image>`, `<audio>`, `<video>`,
-        `<think>` and `</think>` in place; new embedding (and untied head) rows start at the mean of the old rows.
-
-        Args:
-            vision (`str`, *optional*): a CLIP/SigLIP checkpoint (full or vision-only). `None`: no vision tower.
-            audio (`str`, *optional*): a Whisper or Qwen2-Audio checkpoint. `None`: no audio tower.
-            text (`str`): a causal LM checkpoint.
-            projector (`str`, *optional*, defaults to `"mlp"`): `"mlp"` or `"pixel_shuffle"`.
-            tokenizer (`PreTrainedTokenizerBase`, *optional*): extended in place with the special tokens.
-            config_kwargs: any other [`OpenMindConfig`] field.
-        """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(text)
-        add_openmind_tokens(tokenizer)
-        vision_tower = _load_vision_tower(vision) if vision is not None else None
-        audio_tower = _load_audio_tower(audio) if audio is not None else None
-        lm = AutoModelForCausalLM.from_pretrained(text, dtype=torch.float32)
-        if len(tokenizer) > lm.config.vocab_size:
-            resize_with_mean_rows(lm, len(tokenizer))
-        vocab = tokenizer.get_vocab()
-        config = OpenMindConfig(
-            vision_config=vision_tower.config if vision_tower is not None else None,
-            audio_config=audio_tower.config if audio_tower is not None else None,
-            text_config=lm.config,
-            vision_projector_type=projector,
-            image_token_id=vocab["<image>"] if vision is not None else None,
-            video_token_id=vocab["<video>"] if vision is not None else None,
-            audio_token_id=vocab["<audio>"] if audio is not None else None,
-            think_start_token_id=vocab["<think>"],
-            think_end_token_id=vocab["</think>"],
-            tie_word_embeddings=bool(getattr(lm.config, "tie_word_embeddings", False)),
-            **config_kwargs,
-        )
-        model = cls(config)
-        pairs = [(model.model.language_model, lm.get_decoder()), (model.lm_head, lm.get_output_embeddings())]
-        pairs += [(model.model.vision_tower, vision_tower), (model.model.audio_tower, audio_tower)]
-        for target, source in pairs:
-            if source is not None:
-                target.load_state_dict(source.state_dict(), strict=True)  # raises on any missing/extra/misshaped key
-        model.tie_weights()
-        return model
-
     def generate(self, *args, thinking_budget: int | None = None, logits_processor=None, **kwargs):
         r"""
         [`~GenerationMixin.generate`] plus `thinking_budget` (`int`, *optional*): after that many tokens inside an open
@@ -597,6 +516,4 @@ __all__ = [
     "OpenMindVisionProjector",
     "OpenMindAudioProjector",
     "labelled_positions_loss",
-    "add_openmind_tokens",
-    "resize_with_mean_rows",
 ]

@@ -59,6 +59,7 @@ class ServeSettings:
         generation_workers (`int`, *optional*, defaults to 2): concurrent `generate` calls.
         max_batch_size (`int`, *optional*, defaults to 8): requests batched into one `generate` call.
         dtype (`str`, *optional*, defaults to `"auto"`), device (`str`, *optional*): how `app_from_environment` loads.
+        allow_pickled_weights (`bool`, *optional*, defaults to `False`): also load pickled (`.bin`) weights.
     """
 
     model_name: str
@@ -79,6 +80,7 @@ class ServeSettings:
     max_batch_size: int = 8
     dtype: str = "auto"
     device: str | None = None
+    allow_pickled_weights: bool = False
 
     def __post_init__(self):
         for name in ("max_concurrent", "max_tokens_cap", "max_body_bytes", "max_pixels", "generation_workers"):
@@ -167,14 +169,14 @@ def create_app(model, processor, settings: ServeSettings) -> FastAPI:
     return app
 
 
-def load_model(path: str, dtype: str = "auto", device: str | None = None):
+def load_model(path: str, dtype: str = "auto", device: str | None = None, allow_pickled_weights: bool = False):
     """Model + `AutoProcessor` from a local directory or Hub id, ready for generation. Plain and quantized
-    checkpoints (torchao, bitsandbytes, optimum-quanto) all load, through the export package's loader."""
+    checkpoints (torchao, bitsandbytes, optimum-quanto) all load, through `openmind_hf.building.inference`."""
     from transformers import AutoProcessor
 
-    from ..export.quantize import load_model_for_inference
+    from ..building.inference import load_model_for_inference
 
-    model = load_model_for_inference(path, dtype=dtype, device=device)
+    model = load_model_for_inference(path, dtype=dtype, device=device, allow_pickled_weights=allow_pickled_weights)
     processor = AutoProcessor.from_pretrained(path)
     processor.tokenizer.padding_side = "left"
     return model.eval(), processor
@@ -187,7 +189,9 @@ def settings_to_environment(settings: ServeSettings) -> str:
 def app_from_environment() -> FastAPI:
     """uvicorn factory for multi-worker serving: settings from `$OPENMIND_SERVE_SETTINGS`, model loaded per worker."""
     settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
-    model, processor = load_model(settings.model_path, settings.dtype, settings.device)
+    model, processor = load_model(
+        settings.model_path, settings.dtype, settings.device, allow_pickled_weights=settings.allow_pickled_weights
+    )
     return create_app(model, processor, settings)
 
 

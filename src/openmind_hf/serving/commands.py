@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--max-batch-size", type=int, default=8, help="requests batched into one generate() call")
     engine.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     engine.add_argument("--device", help="e.g. cpu or cuda (default: where from_pretrained puts it)")
+    engine.add_argument(
+        "--allow-pickled-weights",
+        action="store_true",
+        help="also load a checkpoint whose weights are only pickled (pytorch_model.bin); unpickling can run code",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -108,6 +113,7 @@ def settings_from_args(args):
         max_batch_size=args.max_batch_size,
         dtype=args.dtype,
         device=args.device,
+        allow_pickled_weights=args.allow_pickled_weights,
     )
 
 
@@ -148,7 +154,7 @@ def run(args) -> int:
         )
         return 0
     try:
-        model, processor = load_model(args.model, args.dtype, args.device)
+        model, processor = load_model(args.model, args.dtype, args.device, settings.allow_pickled_weights)
     except (OSError, ValueError) as err:
         print(f"openmind serve: could not load {args.model!r}: {err}", file=sys.stderr)
         return 1

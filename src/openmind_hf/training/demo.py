@@ -244,8 +244,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     import openmind_hf  # noqa: F401
 
+    from ..building import build_tiny_preset
     from ..data.synthetic import write_synthetic_dataset
-    from ..presets import build_tiny_preset
 
     start = time.time()
     torch.set_num_threads(cfg.threads)

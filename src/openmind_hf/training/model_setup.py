@@ -11,7 +11,6 @@ Parameter groups ("towers") are named by where a parameter lives:
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import Counter
 
@@ -115,25 +114,16 @@ def _quantization_config(model_args: ModelArguments):
     )
 
 
-def _to_reward_model(causal_lm, config_num_labels: int = 1):
-    """A causal-LM OpenMind -> `OpenMindForSequenceClassification` sharing its towers and LM body (new `score`)."""
-    from ..modeling.modeling_openmind import OpenMindForSequenceClassification
-
-    config = copy.deepcopy(causal_lm.config)
-    config.num_labels = config_num_labels
-    reward = OpenMindForSequenceClassification(config)
-    reward.model.load_state_dict(causal_lm.model.state_dict())  # strict: every tower and LM weight carries over
-    nn.init.zeros_(reward.score.weight)  # start at reward 0 for every input: the first pairs give a clean signal
-    return reward.to(next(causal_lm.parameters()).dtype)
-
-
 def load_model_and_processor(
     model_args: ModelArguments, *, reward_head: bool = False, seed: int = 0, trust_remote_code: bool = False
 ):
-    """The model (causal LM, or the reward model when `reward_head`) and its processor, from the chosen source."""
-    from transformers import AutoModelForImageTextToText, AutoModelForSequenceClassification, AutoProcessor
+    """The model (causal LM, or the reward model when `reward_head`) and its processor, from the chosen source.
+    The building itself lives in `openmind_hf.building`; this maps the training arguments onto it."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     import openmind_hf  # noqa: F401  (registers the Auto classes)
+
+    from ..building import build_from_components, build_tiny_preset, load_reward_model, to_reward_model
 
     dtype = _DTYPES[model_args.dtype]
     if not model_args.has_source:
@@ -149,9 +139,7 @@ def load_model_and_processor(
             kwargs["quantization_config"] = _quantization_config(model_args)
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
         if reward_head:
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
-            if "score.weight" not in _checkpoint_keys(path):
-                nn.init.zeros_(model.score.weight)  # a causal-LM checkpoint: the head is new
+            model = load_reward_model(path, **kwargs)
         else:
             model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         return model, processor
@@ -159,12 +147,8 @@ def load_model_and_processor(
     if model_args.text_model is None:
         if model_args.preset != "tiny":
             raise ValueError(f"Unknown preset {model_args.preset!r}: the only preset is 'tiny'.")
-        from ..presets import build_tiny_preset
-
         model, processor = build_tiny_preset(seed=seed, **model_args.preset_overrides)
     else:
-        from ..presets import build_from_components
-
         model, processor = build_from_components(
             vision=model_args.vision_model,
             audio=model_args.audio_model,
@@ -176,25 +160,8 @@ def load_model_and_processor(
     if dtype not in ("auto", torch.float32):
         model = model.to(dtype)
     if reward_head:
-        model = _to_reward_model(model)
+        model = to_reward_model(model)
     return model.train(), processor
-
-
-def _checkpoint_keys(path: str) -> set[str]:
-    import json
-    import os
-
-    from safetensors import safe_open
-
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index, encoding="utf-8") as f:
-            return set(json.load(f)["weight_map"])
-    single = os.path.join(path, "model.safetensors")
-    if os.path.isfile(single):
-        with safe_open(single, "pt") as f:
-            return set(f.keys())
-    return set()  # a Hub id: the head is new unless the repo says otherwise; zero init is harmless either way
 
 
 def lora_config(model_args: ModelArguments, frozen: dict[str, bool], reward_head: bool = False):

@@ -1,0 +1,158 @@
+"""Loading a checkpoint for inference: plain, torchao, bitsandbytes or optimum-quanto, local or on the Hub.
+
+    from openmind_hf.building import load_model_for_inference
+    model = load_model_for_inference("outputs/sft-int4")      # eval mode; load the processor with AutoProcessor
+
+`openmind serve`, `openmind eval` and `openmind quantize` (its reload check) load through here. Weights must be
+safetensors: a checkpoint holding only pickled weights (`pytorch_model.bin`) is refused unless the caller passes
+`allow_pickled_weights=True` (unpickling can run code, and `weights_only=True` is a mitigation, not a guarantee).
+Quantizing lives in `openmind_hf.export.quantize`; it writes what [`load_quantized`] reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+QUANTO_WEIGHTS_FILE = "quanto_model.safetensors"  # not `model.safetensors`: from_pretrained must not half-load it
+QUANTO_MAP_FILE = "quantization_map.json"
+
+
+def as_torch_dtype(dtype) -> torch.dtype | None:
+    """`"bfloat16"` -> `torch.bfloat16`; `"auto"` and `None` -> `None` (keep the saved dtype)."""
+    if dtype in ("auto", None):
+        return None
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+
+
+def resolve_file(path: str, filename: str, **hub_kwargs) -> str | None:
+    """Local path of `filename` in a directory or Hub repo, or None when it has no such file."""
+    if Path(path).is_dir():
+        candidate = Path(path) / filename
+        return str(candidate) if candidate.is_file() else None
+    from transformers.utils.hub import cached_file
+
+    return cached_file(path, filename, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+
+
+def is_quanto_checkpoint(path: str | Path, **hub_kwargs) -> bool:
+    """Whether `path` was written by `openmind quantize --backend quanto` (it holds `quantization_map.json`)."""
+    return resolve_file(str(path), QUANTO_MAP_FILE, **hub_kwargs) is not None
+
+
+def load_quantized(path: str | Path, device: str | None = None, dtype: str | torch.dtype = "auto", **hub_kwargs):
+    """Loads a directory (or Hub repo) written by `openmind_hf.export.quantize.save_quanto`: the model is built
+    from its config without random init, quantized from `quantization_map.json` and filled by quanto's
+    `requantize`. Every stored key must match the model (quanto itself loads with `strict=False`, so we check here).
+
+    Args:
+        path (`str` or `Path`): the quanto checkpoint directory or Hub repo id.
+        device (`str`, *optional*): where to move the model; default CPU.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): must be the dtype it was quantized from.
+    """
+    from optimum.quanto import requantize
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig
+    from transformers.initialization import no_init_weights
+
+    path = str(path)
+    weights_file = resolve_file(path, QUANTO_WEIGHTS_FILE, **hub_kwargs)
+    map_file = resolve_file(path, QUANTO_MAP_FILE, **hub_kwargs)
+    if weights_file is None or map_file is None:
+        raise FileNotFoundError(
+            f"{path} is not a quanto checkpoint: it needs {QUANTO_WEIGHTS_FILE} and {QUANTO_MAP_FILE}."
+        )
+    config = AutoConfig.from_pretrained(path, **hub_kwargs)
+    torch_dtype = _quanto_dtype(dtype, config, path)
+    with no_init_weights():  # every weight comes from the file; non-persistent buffers are still computed
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch_dtype)
+    state = load_file(weights_file)
+    requantize(model, state, json.loads(Path(map_file).read_text()), device=torch.device("cpu"))
+    _check_keys(model, state, weights_file)
+    model.tie_weights()
+    if resolve_file(path, "generation_config.json", **hub_kwargs) is not None:
+        model.generation_config = GenerationConfig.from_pretrained(path, **hub_kwargs)
+    return (model.to(device) if device else model).eval()
+
+
+def _check_keys(model, state: dict, weights_file: str) -> None:
+    expected = set(model.state_dict()) - set(model.all_tied_weights_keys)
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"{weights_file} does not match the model built from its config: missing {missing[:5]} "
+            f"({len(missing)} in all), unexpected {unexpected[:5]} ({len(unexpected)} in all). "
+            "Re-run `openmind quantize` with the same OpenMind version."
+        )
+
+
+def _quanto_dtype(dtype, config, path: str) -> torch.dtype:
+    """quanto's int4 tensors cannot change dtype after quantization: they run in the dtype they were made from."""
+    saved = as_torch_dtype(getattr(config, "dtype", None)) or torch.float32
+    wanted = as_torch_dtype(dtype)
+    if wanted is not None and wanted != saved:
+        raise ValueError(
+            f"{path} was quantized by optimum-quanto from {saved} weights and runs in {saved} only (asked: {wanted}). "
+            f"Load it with dtype='auto', or quantize a {wanted} copy of the original."
+        )
+    return saved
+
+
+def load_model_for_inference(
+    path: str | Path,
+    dtype: str | torch.dtype = "auto",
+    device: str | None = None,
+    allow_pickled_weights: bool = False,
+    **hub_kwargs,
+):
+    """The model at `path` (directory or Hub id) in eval mode: plain, torchao or bitsandbytes checkpoints through
+    `from_pretrained`, quanto checkpoints through [`load_quantized`]. Load the processor with `AutoProcessor`.
+
+    Args:
+        path (`str` or `Path`): checkpoint directory or Hub repo id.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): `"auto"` keeps the saved dtype; else e.g.
+            `"bfloat16"`.
+        device (`str`, *optional*): e.g. `"cpu"`, `"cuda"`; default: where `from_pretrained` puts it.
+        allow_pickled_weights (`bool`, *optional*, defaults to `False`): also load a checkpoint whose weights are
+            only pickled (`pytorch_model.bin`). Unpickling a file can run code: pass `True` only for files you trust,
+            and prefer re-saving them as safetensors.
+        hub_kwargs: `revision`, `token`, `cache_dir`, ... for Hub repos.
+    """
+    from transformers import AutoModelForImageTextToText
+
+    import openmind_hf  # noqa: F401  (registers the OpenMind classes with the Auto classes)
+
+    if is_quanto_checkpoint(path, **hub_kwargs):
+        return load_quantized(path, device=device, dtype=dtype, **hub_kwargs)  # safetensors only, by construction
+    wanted = as_torch_dtype(dtype)
+    quant_method = _quant_method(path, **hub_kwargs)
+    # torchao tensor subclasses keep their scales' dtype through from_pretrained(dtype=...), but convert with .to().
+    load_dtype = "auto" if wanted is None or quant_method == "torchao" else wanted
+    kwargs = {"device_map": device} if device else {}  # bnb weights cannot be `.to()`-moved after loading
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(path), dtype=load_dtype, allow_pickled_weights=allow_pickled_weights, **kwargs, **hub_kwargs
+    )
+    if quant_method == "torchao" and wanted is not None and model.dtype != wanted:
+        model = model.to(wanted)
+    return model.eval()
+
+
+def _quant_method(path, **hub_kwargs) -> str | None:
+    config_file = resolve_file(str(path), "config.json", **hub_kwargs)
+    if config_file is None:
+        return None
+    quantization = json.loads(Path(config_file).read_text()).get("quantization_config") or {}
+    return quantization.get("quant_method")
+
+
+__all__ = [
+    "QUANTO_MAP_FILE",
+    "QUANTO_WEIGHTS_FILE",
+    "as_torch_dtype",
+    "is_quanto_checkpoint",
+    "load_model_for_inference",
+    "load_quantized",
+    "resolve_file",
+]

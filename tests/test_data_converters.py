@@ -309,6 +309,8 @@ def test_every_registered_dataset_has_a_test_fixture():
     assert set(DATASETS) == {
         "coco-captions", "llava-pretrain", "llava-instruct", "vqav2", "textvqa", "docvqa", "chartqa", "gsm8k",
         "librispeech", "clotho",
+        # fixtures in test_data_converters_video.py and test_data_converters_webdataset.py
+        "webvid", "howto100m", "visual-genome", "math", "laion", "cc12m",
     }  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 openmind data synthetic --output data/demo --seed 0 --num-train 512 --num-test 128
 openmind data download --dataset gsm8k --output data/gsm8k            # fetch + convert
 openmind data download --dataset coco-captions --input raw/coco --output data/coco   # convert only, offline
+openmind data download --dataset laion --input 'https://host/laion/{00000..00099}.tar' --output data/laion  # streamed
 openmind data list
 openmind data check data/demo/instruct_train.jsonl --on-error skip   # decode everything, report bad records
 """
@@ -41,7 +42,11 @@ def add_download_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("--output", required=True, help="folder for the JSONL files (raw downloads go to OUTPUT/raw)")
-    parser.add_argument("--input", default=None, help="convert upstream files already in this folder (no network)")
+    parser.add_argument(
+        "--input",
+        default=None,
+        help="convert upstream files already in this folder (no network); for laion/cc12m also shard URLs",
+    )
     parser.add_argument("--media-dir", default=None, help="folder holding the upstream pictures/clips, if elsewhere")
     parser.add_argument("--limit", type=int, default=None, help="write at most this many records per file")
 
@@ -113,7 +118,7 @@ def run(args) -> int:
         from .converters import DATASETS
 
         for spec in DATASETS.values():
-            print(f"{spec.name:16s} {spec.description}")
+            print(f"{spec.name:16s} {spec.produces:36s} {spec.description}")
         return 0
     return _run_check(args)
 

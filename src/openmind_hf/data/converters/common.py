@@ -90,6 +90,14 @@ def extract_archives(folder: Path) -> None:
         marker.touch()
 
 
+def count_invalid(counts: dict, message: str, keep: int = 5) -> None:
+    """Count one upstream row left out (`counts["invalid"]`) and keep the first `keep` messages as examples."""
+    counts["invalid"] = counts.get("invalid", 0) + 1
+    examples = counts.setdefault("invalid_examples", [])
+    if len(examples) < keep:
+        examples.append(message)
+
+
 def most_common(answers: list[str]) -> str:
     """The most frequent answer (first seen wins ties): the VQA convention for a single training target."""
     counts: dict[str, int] = {}
@@ -187,6 +195,7 @@ __all__ = [
     "VQA_PROMPT",
     "FetchError",
     "Remote",
+    "count_invalid",
     "download_url",
     "extract_archives",
     "fetch",

@@ -37,8 +37,13 @@ def shard_locations(input_dir: str | Path) -> list[str]:
     if text.startswith(("http://", "https://")):
         if "{" not in text:
             return [text]
-        from braceexpand import braceexpand  # comes with webdataset (the `train` extra)
-
+        try:
+            from braceexpand import braceexpand  # comes with webdataset (the `train` extra)
+        except ImportError as err:
+            raise DataError(
+                f"shard URL pattern {text} needs the braceexpand package",
+                hint="pip install 'openmind-hf[train]' (or braceexpand), or download the shards and pass their folder",
+            ) from err
         return list(braceexpand(text))
     path = Path(input_dir)
     shards = [str(path)] if path.is_file() else sorted(str(p) for p in path.rglob("*.tar"))

@@ -1,44 +1,86 @@
-"""Generation helpers: the thinking budget, and `generate()` settings for fast decoding."""
+"""Generation helpers: the thinking switch and budget, and `generate()` settings for fast decoding."""
 
 from __future__ import annotations
 
 import torch
 from transformers import LogitsProcessor
 
+# A prompt whose last `</think>` is at most this many tokens from its end closed the block itself: that is the empty
+# `<think>\n\n</think>\n\n` the chat template writes when thinking is off. A `</think>` from an earlier turn is
+# followed by at least `<|im_end|>`, the next user turn and the assistant header, far more than this.
+_CLOSED_BY_PROMPT_TAIL = 4
+
 
 class ThinkingBudgetLogitsProcessor(LogitsProcessor):
     r"""
-    Closes an open `<think>` block once it has run for `budget` tokens, by forcing `</think>` as the next token.
+    Keeps generation to the documented thinking format: at most one `<think> ... </think>` block, at the start of the
+    answer, no longer than `budget` tokens, and followed by an answer.
 
-    A row is "thinking" when its last `<think>` (prompt included) comes after its last `</think>`. The count starts
-    after that `<think>`, so a prompt that opens the block (`enable_thinking=True` templates may) is handled the same
-    as a block the model opens itself.
+    Per row, from the prompt (the ids of the first call) and the tokens generated since:
+    - thinking off (the prompt ends with the closed, empty block the chat template writes when `enable_thinking` is
+      false) or thinking over (a `</think>` was generated): `<think>` and `</think>` are suppressed, so no thinking
+      text reaches the answer;
+    - not started (thinking on, nothing generated yet): `<think>` may open the block as the first token only;
+      `</think>` is suppressed;
+    - inside the block (opened by the model, or by the prompt): `<think>` is suppressed; once `budget` tokens were
+      written, `</think>` is forced; with a budget, end-of-sequence is suppressed inside the block (it must close);
+    - the first token after a generated `</think>` cannot be end-of-sequence, so the answer is never empty.
 
     Args:
         think_start_token_id (`int`): id of `<think>`.
         think_end_token_id (`int`): id of `</think>`.
-        budget (`int`): thinking tokens allowed before `</think>` is forced; 0 closes the block immediately.
+        budget (`int`, *optional*): thinking tokens allowed before `</think>` is forced; 0 closes the block
+            immediately; `None` lets the block run until the model closes it.
+        eos_token_ids (`list[int]`, *optional*): end-of-sequence ids (blocked inside a budgeted block and right after
+            `</think>`).
     """
 
-    def __init__(self, think_start_token_id: int, think_end_token_id: int, budget: int):
-        if budget < 0:
+    def __init__(
+        self,
+        think_start_token_id: int,
+        think_end_token_id: int,
+        budget: int | None = None,
+        eos_token_ids: list[int] | tuple[int, ...] = (),
+    ):
+        if budget is not None and budget < 0:
             raise ValueError(f"thinking_budget must be >= 0, got {budget}.")
         self.start_id = think_start_token_id
         self.end_id = think_end_token_id
         self.budget = budget
+        self.eos = [int(i) for i in eos_token_ids]
+        self.prompt_length: int | None = None
+        self.closed_by_prompt: torch.Tensor | None = None  # [B] bool
+
+    def _last(self, input_ids: torch.LongTensor, token_id: int) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return torch.where(input_ids == token_id, positions, -1).amax(dim=1)  # [B], -1 when absent
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # input_ids: [B, T]; scores: [B, V]
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        last_start = torch.where(input_ids == self.start_id, positions, -1).amax(dim=1)
-        last_end = torch.where(input_ids == self.end_id, positions, -1).amax(dim=1)
+        length = input_ids.shape[1]
+        last_start, last_end = self._last(input_ids, self.start_id), self._last(input_ids, self.end_id)
+        if self.prompt_length is None:  # the first call sees exactly the (left-padded) prompt
+            self.prompt_length = length
+            self.closed_by_prompt = (last_end > last_start) & (last_end >= length - _CLOSED_BY_PROMPT_TAIL)
+        generated = length - self.prompt_length
         thinking = last_start > last_end
-        spent = input_ids.shape[1] - 1 - last_start  # tokens written since <think>
-        force = thinking & (spent >= self.budget)
-        if force.any():
+        over = self.closed_by_prompt | (last_end >= self.prompt_length)
+        force_end = thinking & (length - 1 - last_start >= self.budget) if self.budget is not None else None
+        no_start = over | thinking if generated == 0 else torch.ones_like(thinking)
+        no_end = ~thinking
+        no_eos = (last_end == length - 1) & (last_end >= self.prompt_length)
+        if self.budget is not None:
+            no_eos = no_eos | thinking
+        scores = scores.clone()
+        scores[no_start, self.start_id] = float("-inf")
+        scores[no_end, self.end_id] = float("-inf")
+        if self.eos:
+            rows = no_eos.nonzero().flatten()
+            scores[rows[:, None], torch.tensor(self.eos, device=scores.device)] = float("-inf")
+        if force_end is not None and force_end.any():
             forced = torch.full_like(scores[0], float("-inf"))
             forced[self.end_id] = 0.0
-            scores = torch.where(force[:, None], forced, scores)
+            scores = torch.where(force_end[:, None], forced, scores)
         return scores
 
 

@@ -5,7 +5,9 @@ and non-streamed answers are produced by the same code and always agree:
 - incremental detokenisation that never emits half a UTF-8 character (the offsets trick vLLM uses);
 - the thinking split: with thinking on, text up to `</think>` is reasoning (a leading `<think>` is dropped, the
   reasoning is stripped), the rest is the answer. When the prompt did not open the block itself, the text is
-  reasoning only if the model starts it with `<think>` (the rule `ThinkingBudgetLogitsProcessor` follows too);
+  reasoning only if the model starts it with `<think>` (the rule `ThinkingBudgetLogitsProcessor` follows too).
+  With thinking off, OpenMind's `generate` never writes a block; should another model start one anyway, it is
+  dropped, so the answer holds no thinking text either way;
 - stop strings, matched on the answer only, never emitted, with a partial match held back until it is decided.
 """
 
@@ -50,14 +52,15 @@ class CompletionText:
     Splits one sequence's generated text into reasoning and answer deltas, and finds stop strings.
 
     Args:
-        thinking (`bool`): thinking is on.
+        thinking (`bool`): thinking is on (off: a leading `<think>` block is dropped from the text).
         opens_thinking (`bool`, *optional*, defaults to True): the prompt already opened the `<think>` block, so the
             text starts as reasoning. Otherwise it is reasoning only if the model starts it with `<think>`.
         stop (`list[str]`, *optional*): strings that end the answer (they are not returned).
     """
 
     def __init__(self, thinking: bool, opens_thinking: bool = True, stop: list[str] | None = None):
-        self.mode = ("reasoning" if opens_thinking else "undecided") if thinking else "content"
+        self.mode = "reasoning" if thinking and opens_thinking else "undecided"
+        self.keep_reasoning = thinking  # thinking off: a block the model writes anyway is dropped, not returned
         self.stop = list(stop or [])
         self.pending = ""  # text not yet emitted: a possible marker / stop prefix or held whitespace
         self.started = {"reasoning": False, "content": False}
@@ -98,7 +101,7 @@ class CompletionText:
         return out
 
     def _decide(self) -> bool:
-        """Undecided (thinking on, block not opened by the prompt): `<think>` first means reasoning follows."""
+        """Undecided (block not opened by the prompt): `<think>` first means reasoning follows."""
         stripped = self.pending.lstrip()
         if not stripped or (THINK_START.startswith(stripped) and stripped != THINK_START):
             return False  # nothing yet, or maybe the start of `<think>`: wait
@@ -142,7 +145,7 @@ class CompletionText:
         self.pending = text[len(text) - keep :]
 
     def _emit(self, out, kind: str, delta: str) -> None:
-        if not delta:
+        if not delta or (kind == "reasoning" and not self.keep_reasoning):
             return
         self.started[kind] = True
         setattr(self, kind, getattr(self, kind) + delta)

@@ -479,14 +479,18 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
     def generate(self, *args, thinking_budget: int | None = None, logits_processor=None, **kwargs):
         r"""
         [`~GenerationMixin.generate`] plus `thinking_budget` (`int`, *optional*): after that many tokens inside an open
-        `<think>` block, `</think>` is forced so the model moves on to its answer.
+        `<think>` block, `</think>` is forced so the model moves on to its answer. With thinking off (the prompt ends
+        with the template's empty block) no thinking text is generated; see [`ThinkingBudgetLogitsProcessor`].
         """
-        if thinking_budget is not None:
-            start, end = self.config.think_start_token_id, self.config.think_end_token_id
-            if start is None or end is None:
-                raise ValueError("thinking_budget needs think_start_token_id and think_end_token_id in the config.")
-            logits_processor = LogitsProcessorList(logits_processor or [])
-            logits_processor.append(ThinkingBudgetLogitsProcessor(start, end, thinking_budget))
+        start, end = self.config.think_start_token_id, self.config.think_end_token_id
+        if thinking_budget is not None and (start is None or end is None):
+            raise ValueError("thinking_budget needs think_start_token_id and think_end_token_id in the config.")
+        if start is not None and end is not None:
+            eos = kwargs.get("eos_token_id", (kwargs.get("generation_config") or self.generation_config).eos_token_id)
+            eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+            # First in the list: a sampler passed by the caller (the server's) must see the suppressed/forced tokens.
+            thinking = ThinkingBudgetLogitsProcessor(start, end, thinking_budget, eos)
+            logits_processor = LogitsProcessorList([thinking, *(logits_processor or [])])
         return super().generate(*args, logits_processor=logits_processor, **kwargs)
 
 

@@ -113,7 +113,11 @@ class ChatCompletions:
             )
         except asyncio.TimeoutError:
             raise _timeout(self.limits.request_timeout_s) from None
-        max_new = requested if requested is not None else min(cap, self.limits.context_length - prompt.prompt_tokens)
+        defaults = self.engine.defaults  # the checkpoint's generation_config fills what the request leaves out
+        if requested is not None:
+            max_new = requested
+        else:
+            max_new = min(cap, self.limits.context_length - prompt.prompt_tokens, defaults.max_new_tokens or cap)
         if prompt.prompt_tokens + max(max_new, 1) > self.limits.context_length:
             raise bad_request(
                 f"This model's context is {self.limits.context_length} tokens; the messages take "
@@ -126,8 +130,7 @@ class ChatCompletions:
             raise bad_request("min_tokens is larger than max_tokens.", param="min_tokens")
         params = SamplingParams(
             max_new_tokens=max_new,
-            temperature=1.0 if chat.temperature is None else chat.temperature,
-            top_p=1.0 if chat.top_p is None else chat.top_p,
+            **defaults.resolve(chat.temperature, chat.top_p),
             seed=chat.seed,
             min_tokens=min_tokens,
             stop=tuple(chat.stop or ()),

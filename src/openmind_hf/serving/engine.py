@@ -5,9 +5,14 @@ waiting behind it (same thinking budget, same media tensor shapes; up to `max_ba
 batch and runs `model.generate`. With two or more workers a long generation never holds the others back, and under
 load the queue drains in batches.
 
+What a request leaves unspecified comes from the checkpoint's `generation_config` (`SamplingDefaults`), as it would
+in `model.generate` or `pipeline`: a checkpoint saved with `do_sample=False` answers greedily unless the request sets
+a temperature; one saved with `temperature=0.7, top_p=0.8` samples with those.
+
 `generate` takes one generation config per call, but requests differ in temperature, top_p, seed, max_tokens and
 stop strings. Two small hooks make one batch serve them all:
-- `PerRowSampler` (a logits processor) samples each row with its own temperature / top_p and its own seeded
+- `PerRowSampler` (a logits processor) samples each row with its own temperature / top_p / top_k / repetition
+  penalty and its own seeded
   `torch.Generator`, then leaves only the chosen token, so greedy decoding keeps it. A row's seed therefore gives the
   same tokens whatever it is batched with, and no request touches the global RNG other threads use.
 - `RowTracker` (a stopping criterion, called once per step with the new token of every row) detokenises, splits
@@ -38,12 +43,64 @@ TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_id
 
 
 @dataclass(frozen=True)
+class SamplingDefaults:
+    r"""
+    What a request that does not say otherwise is generated with: the checkpoint's `generation_config`, with
+    transformers' own fallbacks for what it leaves unset (greedy, temperature 1, top_p 1, top_k 50, no penalty).
+
+    Args:
+        do_sample (`bool`): sample (True) or decode greedily (False).
+        temperature (`float`): sampling temperature when sampling.
+        top_p (`float`): nucleus mass when sampling.
+        top_k (`int`): keep the k most likely tokens when sampling (0: all).
+        repetition_penalty (`float`): CTRL-style penalty on tokens already in the sequence (1.0: none).
+        max_new_tokens (`int`, *optional*): default completion length; `None` leaves it to the server's cap.
+    """
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+    max_new_tokens: int | None = None
+
+    @classmethod
+    def from_generation_config(cls, config) -> SamplingDefaults:
+        def get(name, fallback):
+            value = getattr(config, name, None)
+            return fallback if value is None else value
+
+        return cls(
+            do_sample=bool(get("do_sample", False)),
+            temperature=float(get("temperature", 1.0)),
+            top_p=float(get("top_p", 1.0)),
+            top_k=int(get("top_k", 50)),
+            repetition_penalty=float(get("repetition_penalty", 1.0)),
+            max_new_tokens=getattr(config, "max_new_tokens", None),
+        )
+
+    def resolve(self, temperature: float | None = None, top_p: float | None = None) -> dict:
+        """Sampling settings for one request: its own values where given, these defaults elsewhere. A request
+        temperature decides greedy (0) or sampling (> 0); without one, `do_sample` does."""
+        if temperature is None:
+            temperature = self.temperature if self.do_sample else 0.0
+        return {
+            "temperature": temperature,
+            "top_p": self.top_p if top_p is None else top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+        }
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     r"""
     Args:
         max_new_tokens (`int`): tokens to generate at most (reasoning included).
         temperature (`float`, *optional*, defaults to 1.0): 0 means greedy.
         top_p (`float`, *optional*, defaults to 1.0): nucleus sampling mass.
+        top_k (`int`, *optional*, defaults to 0): keep the k most likely tokens when sampling; 0 keeps all.
+        repetition_penalty (`float`, *optional*, defaults to 1.0): penalty on tokens already in the sequence.
         seed (`int`, *optional*): seeds this request's own generator.
         min_tokens (`int`, *optional*, defaults to 0): end-of-sequence is blocked before this many tokens.
         stop (`tuple[str]`, *optional*): strings that end the answer.
@@ -55,6 +112,8 @@ class SamplingParams:
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
     seed: int | None = None
     min_tokens: int = 0
     stop: tuple[str, ...] = ()
@@ -107,9 +166,10 @@ class GenerationJob:
 
 
 class PerRowSampler(LogitsProcessor):
-    """Samples each row with its own temperature, top_p and generator, and returns scores where only the chosen
-    token is finite (so `generate`'s greedy step picks it). Greedy rows and rows another processor already forced
-    to one token are left to the greedy step. End-of-sequence is masked for rows below their `min_tokens`."""
+    """Samples each row with its own temperature, top_k, top_p, repetition penalty and generator, and returns scores
+    where only the chosen token is finite (so `generate`'s greedy step picks it). Greedy rows and rows another
+    processor already forced to one token are left to the greedy step (after the repetition penalty). End-of-sequence
+    is masked for rows below their `min_tokens`."""
 
     def __init__(self, params: list[SamplingParams], prompt_length: int, eos_token_ids: set[int]):
         self.params, self.prompt_length = params, prompt_length
@@ -131,10 +191,18 @@ class PerRowSampler(LogitsProcessor):
         for row, params in enumerate(self.params):
             if generated < params.min_tokens and self.eos:
                 scores[row, self.eos] = float("-inf")
+            if params.repetition_penalty != 1.0:  # as transformers' RepetitionPenaltyLogitsProcessor, per row
+                seen = input_ids[row].unique()
+                taken = scores[row, seen]
+                penalty = params.repetition_penalty
+                scores[row, seen] = torch.where(taken < 0, taken * penalty, taken / penalty)
             logits = scores[row]
             if params.temperature == 0 or int(torch.isfinite(logits).sum()) <= 1:
                 continue
             logits = logits.float() / params.temperature
+            if 0 < params.top_k < logits.numel():
+                kth = logits.topk(params.top_k).values[-1]
+                logits[logits < kth] = float("-inf")
             if params.top_p < 1.0:
                 sorted_logits, order = logits.sort(descending=True)
                 cumulative = sorted_logits.softmax(-1).cumsum(-1)
@@ -222,6 +290,7 @@ class GenerationEngine:
     def __init__(self, model, tokenizer, num_workers: int = 2, max_batch_size: int = 8):
         self.model, self.tokenizer = model, tokenizer
         self.max_batch_size = max_batch_size
+        self.defaults = SamplingDefaults.from_generation_config(model.generation_config)
         eos = model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_token_ids = set(eos) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
@@ -230,6 +299,7 @@ class GenerationEngine:
         self._ready = threading.Condition()
         self._closed = False
         self.batch_sizes: list[int] = []  # sizes of the batches run so far (observability and tests)
+        self.recent_params: deque[SamplingParams] = deque(maxlen=64)  # what the last rows were generated with
         self._active: set[GenerationJob] = set()  # requests inside a `generate` call right now
         self._workers = [
             threading.Thread(target=self._work, name=f"openmind-generate-{i}", daemon=True) for i in range(num_workers)
@@ -300,6 +370,7 @@ class GenerationEngine:
     @torch.no_grad()  # not inference_mode: quantized (quanto) layers fail on inference tensors
     def _generate(self, jobs: list[GenerationJob]) -> None:
         self.batch_sizes.append(len(jobs))
+        self.recent_params.extend(job.params for job in jobs)
         batch = collate([job.inputs for job in jobs], self.pad_token_id)
         device, dtype = self.model.device, self.model.dtype
         batch = {
@@ -318,6 +389,7 @@ class GenerationEngine:
             temperature=None,
             top_p=None,
             top_k=None,
+            repetition_penalty=1.0,  # applied per row by PerRowSampler, not twice
             logits_processor=LogitsProcessorList(
                 [PerRowSampler(params, batch["input_ids"].shape[1], self.eos_token_ids)]
             ),
@@ -329,6 +401,7 @@ class GenerationEngine:
 
 
 __all__ = [
+    "SamplingDefaults",
     "SamplingParams",
     "Completion",
     "GenerationJob",

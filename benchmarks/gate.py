@@ -40,7 +40,7 @@ def run_gate(
     from worker import load_side
     from workload import load_config
 
-    from openmind_hf.processing.collator import OpenMindCollator
+    from openmind_hf.data.dataset import RecordCollator as OpenMindCollator  # HF rows: normalised first
 
     config = load_config(workdir)
     dataset = load_from_disk(os.path.join(workdir, "dataset"))

@@ -174,7 +174,7 @@ def run_sft(args) -> dict:
         trainer = SFTTrainer(model=model, args=_sft_args(args, output_dir, "baseline"), train_dataset=dataset,
                              processing_class=processor)  # fmt: skip
     else:
-        from openmind_hf.processing.collator import OpenMindCollator
+        from openmind_hf.data.dataset import RecordCollator as OpenMindCollator  # HF rows: normalised first
         from openmind_hf.training.trainers import OpenMindSFTTrainer
 
         collator = OpenMindCollator(
@@ -359,7 +359,7 @@ def run_collate(args) -> dict:
 
         variants = {"padded": DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)}
     else:
-        from openmind_hf.processing.collator import OpenMindCollator
+        from openmind_hf.data.dataset import RecordCollator as OpenMindCollator  # HF rows: normalised first
 
         variants = {
             "padded": OpenMindCollator(processor),

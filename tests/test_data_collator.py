@@ -7,9 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from openmind_hf.data.dataset import OpenMindDataset
+from openmind_hf.data.dataset import OpenMindDataset, RecordCollator
+from openmind_hf.data.errors import DataError
 from openmind_hf.data.synthetic import write_faulty_dataset, write_synthetic_dataset
 from openmind_hf.processing.collator import IGNORE_INDEX, OpenMindCollator
+from openmind_hf.processing.errors import ProcessingError
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +66,24 @@ def test_raw_hf_messages_records_with_paths_are_accepted(tiny, synthetic):
         ],
         "images": [str(next((synthetic / "images").glob("*.png")))],
     }
-    batch = OpenMindCollator(processor)([record])
+    batch = RecordCollator(processor)([record])
     assert batch["pixel_values"].shape[0] == 1
     assert _labelled_text(processor, batch) == "circle<|im_end|>"
+    # processing's collator takes canonical, decoded samples only, and says where raw records go
+    with pytest.raises(ProcessingError, match="not a canonical sample.*RecordCollator"):
+        OpenMindCollator(processor)([record])
+    with pytest.raises(DataError, match=r"sample .record:None.\): 1 <image> placeholder\(s\) but 2"):  # data's own
+        RecordCollator(processor)([{**record, "images": record["images"] * 2}])
+
+
+def test_undecoded_media_are_refused_by_name(tiny, samples, synthetic):
+    _, processor = tiny
+    image_sample = next(s for s in samples if s["images"])
+    with_path = {**image_sample, "images": [str(next((synthetic / "images").glob("*.png")))]}
+    with pytest.raises(ProcessingError, match=f"sample '{image_sample['id']}'.*undecoded str"):
+        OpenMindCollator(processor)([with_path])
+    decoded = OpenMindCollator(processor)([RecordCollator(processor).prepare(with_path)])
+    assert decoded["pixel_values"].shape[0] == 1
 
 
 def _loss(model, batch) -> torch.Tensor:
@@ -163,7 +180,7 @@ def test_video_samples_collate_and_run(tiny, tmp_path):
         "conversations": [{"from": "user", "value": "<video>\nHow many?"}, {"from": "gpt", "value": "2"}],
         "video": str(path),
     }
-    batch = OpenMindCollator(processor, packing=True)([record, record])
+    batch = RecordCollator(processor, packing=True)([record, record])
     assert batch["video_num_frames"].tolist() == [processor.video_max_frames] * 2
     assert torch.isfinite(_loss(model, batch))
 
@@ -197,7 +214,6 @@ def test_fault_injection_run_skips_exactly_the_bad_records_and_trains(tmp_path):
 
 
 def test_a_sample_the_processor_rejects_is_named_or_skipped_alone(tiny, samples):
-    from openmind_hf.data.errors import DataError
     from openmind_hf.data.policy import SkipReport
 
     _, processor = tiny
@@ -205,7 +221,7 @@ def test_a_sample_the_processor_rejects_is_named_or_skipped_alone(tiny, samples)
     broken = [dict(s) for s in samples]
     broken[audio_index]["audios"] = [np.full(16_000, np.nan, np.float32)]
     bad_id = broken[audio_index]["id"]
-    with pytest.raises(DataError, match=f"sample '{bad_id}'.*NaN"):
+    with pytest.raises(ProcessingError, match=f"sample '{bad_id}'.*NaN"):
         OpenMindCollator(processor)(broken)
     report = SkipReport()
     collator = OpenMindCollator(processor, on_error="skip", skip_report=report)

@@ -9,6 +9,10 @@
 
 With `num_workers > 0` each worker has its own copy of the `SkipReport`: give `run_dir` so workers write their
 skips there, and call `dataset.skip_report.collect()` at the end of the run.
+
+For raw records that do not come through these datasets (e.g. the rows of an HF `datasets.Dataset`),
+`RecordCollator` normalises and decodes each one here, on the data side (`prepare_sample`), before processing's
+`OpenMindCollator` batches them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from typing import Any
 import torch
 from torch.utils.data import get_worker_info
 
+from ..processing.collator import OpenMindCollator
 from .errors import DataError
+from .formats import normalize_record
 from .loading import RecordFilter, RecordRef, iter_records, normalize_ref
 from .media import DEFAULT_SAMPLING_RATE, decode_sample_media
 from .policy import SkipReport, check_on_error, handle_error
@@ -221,4 +227,26 @@ class OpenMindIterableDataset(torch.utils.data.IterableDataset, _SampleLoader):
                 yield sample
 
 
-__all__ = ["OpenMindDataset", "OpenMindIterableDataset"]
+def prepare_sample(sample: dict) -> dict:
+    """A raw record (any format `normalize_record` takes) or a canonical sample -> a canonical sample whose media
+    are decoded (16 kHz audio, 8 frames per video), as `OpenMindCollator` takes it.
+
+    Raises:
+        `DataError`: the record is malformed or a media item cannot be read, naming the sample.
+    """
+    canonical = sample if "kind" in sample and "messages" in sample else normalize_record(sample)
+    if any(isinstance(x, (str, dict, bytes)) for k in ("images", "audios", "videos") for x in canonical.get(k) or []):
+        canonical = decode_sample_media(canonical)
+    return canonical
+
+
+class RecordCollator(OpenMindCollator):
+    """`OpenMindCollator` for raw records (HF `{"messages", "images"}` rows, instruction or pretraining records,
+    canonical samples with media paths): each sample goes through `prepare_sample` first, under the collator's
+    `on_error` policy. Takes the same arguments as `OpenMindCollator`."""
+
+    def __init__(self, processor, *args, prepare=prepare_sample, **kwargs):
+        super().__init__(processor, *args, prepare=prepare, **kwargs)
+
+
+__all__ = ["OpenMindDataset", "OpenMindIterableDataset", "RecordCollator", "prepare_sample"]

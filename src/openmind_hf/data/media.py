@@ -1,19 +1,21 @@
-"""Media decoding: images to RGB `PIL.Image`, audio to mono float32 at 16 kHz, video to sampled RGB frames.
+"""Record media: read what records hold (paths, bytes, `{"bytes", "path"}` dicts), resolve relative paths, and hand
+the bytes to the shared decoder, `openmind_hf.processing.media_decoding` (its conventions: RGB images, mono float32
+audio from `[samples]` / `[channels, samples]` arrays, frames at segment centres).
 
-Every reader takes what records hold: a path, raw bytes, a `{"bytes", "path"}` dict (HF `Image`/`Audio` columns
-with `decode=False`, WebDataset members), an HF decoded audio dict `{"array", "sampling_rate"}`, or an already
-decoded object. Anything unusable (missing, 0-byte, truncated, corrupt, empty) raises `DataError`.
+Every reader takes a path, raw bytes, a `{"bytes", "path"}` dict (HF `Image`/`Audio` columns with `decode=False`,
+WebDataset members), an HF decoded audio dict `{"array", "sampling_rate"}`, or an already decoded object. Anything
+unusable (missing, 0-byte, remote, truncated, corrupt, empty) raises `DataError` naming the item and what to do.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..processing.media_decoding import MediaDecodeError, decode_audio, decode_image, decode_video
 from .errors import DataError
 
 DEFAULT_SAMPLING_RATE = 16_000
@@ -60,10 +62,15 @@ def _read_bytes(item: Any, what: str) -> bytes | str:
 # ------------------------------------------------------------------------------------------------ images
 
 
-def _to_rgb(image):
-    from ..processing.processing_openmind import to_rgb  # one conversion for the data path and the processor
+_HINTS = {
+    "unreadable": "the file is corrupt, truncated or in an unsupported format; replace or convert it",
+    "empty": "remove the record or fix the file",
+    "missing_library": None,  # the error carries its own hint (pip install ...)
+}
 
-    return to_rgb(image)
+
+def _data_error(err: MediaDecodeError) -> DataError:
+    return DataError(err.reason, hint=err.hint or _HINTS.get(err.kind))
 
 
 def load_image(item: Any):
@@ -75,46 +82,16 @@ def load_image(item: Any):
     Raises:
         `DataError`: missing, 0-byte, truncated or corrupt file, or an image with no pixels.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if isinstance(item, Image.Image):
-        image = item
-    elif isinstance(item, np.ndarray):
-        image = Image.fromarray(item)
-    else:
-        data = _read_bytes(item, "image")
-        try:
-            image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-            image.load()  # decodes now: a truncated file fails here, not later inside a worker's collate
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-            raise DataError(
-                f"cannot decode image {_describe(item)}: {err}", hint="the file is corrupt or truncated; replace it"
-            ) from err
-    if image.width == 0 or image.height == 0:
-        raise DataError(f"image {_describe(item)} has no pixels ({image.width}x{image.height})")
+    source = item if isinstance(item, (Image.Image, np.ndarray)) else _read_bytes(item, "image")
     try:
-        return _to_rgb(image)
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot convert image {_describe(item)} (mode {image.mode}) to RGB: {err}") from err
+        return decode_image(source, what=f"image {_describe(item)}")
+    except MediaDecodeError as err:
+        raise _data_error(err) from err
 
 
 # ------------------------------------------------------------------------------------------------- audio
-
-
-def _decode_audio_with_av(data: bytes | str, sampling_rate: int) -> np.ndarray:
-    import av
-
-    with av.open(io.BytesIO(data) if isinstance(data, bytes) else data) as container:
-        if not container.streams.audio:
-            raise ValueError("no audio stream")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
-        chunks = []
-        for frame in container.decode(audio=0):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):  # flush
-            chunks.append(out.to_ndarray().reshape(-1))
-    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 def load_audio(item: Any, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndarray:
@@ -122,69 +99,33 @@ def load_audio(item: Any, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndar
 
     Args:
         item: a path, bytes, a `{"bytes", "path"}` dict, an HF decoded `{"array", "sampling_rate"}` dict, or a
-            float array already at `sampling_rate`.
+            float array already at `sampling_rate`, `[samples]` or `[channels, samples]`.
         sampling_rate (`int`, *optional*, defaults to 16000): the rate the audio encoder expects.
 
     Raises:
-        `DataError`: missing, 0-byte, unreadable or empty audio, or non-finite samples.
+        `DataError`: missing, 0-byte, unreadable or empty audio, non-finite samples, or an array laid out
+        `[samples, channels]`.
     """
-    import soundfile as sf
-    import soxr
-
-    if isinstance(item, dict) and item.get("array") is not None:
-        waveform, rate = np.asarray(item["array"], dtype=np.float32), int(item.get("sampling_rate") or sampling_rate)
-    elif isinstance(item, (np.ndarray, list)):
-        waveform, rate = np.asarray(item, dtype=np.float32), sampling_rate
-    else:
-        data = _read_bytes(item, "audio")
-        try:
-            waveform, rate = sf.read(
-                io.BytesIO(data) if isinstance(data, bytes) else data, dtype="float32", always_2d=True
-            )
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_err:
-            # Formats libsndfile cannot read (m4a, some mp3/ogg variants) go through ffmpeg via PyAV.
-            try:
-                waveform, rate = _decode_audio_with_av(data, sampling_rate), sampling_rate
-            except Exception as av_err:  # noqa: BLE001 - any decoder failure means "unreadable"
-                raise DataError(
-                    f"cannot decode audio {_describe(item)}: {sf_err}; PyAV: {av_err}",
-                    hint="the file is corrupt or in an unsupported format; convert it to wav/flac",
-                ) from av_err
-    if waveform.ndim == 2:  # [num_samples, channels] -> mono
-        waveform = waveform.mean(axis=1) if waveform.shape[1] > 1 else waveform[:, 0]
-    if waveform.ndim != 1:
-        raise DataError(
-            f"audio {_describe(item)} has shape {waveform.shape}, expected [samples] or [samples, channels]"
-        )
-    if waveform.size == 0:
-        raise DataError(f"audio {_describe(item)} is empty (0 samples)", hint="remove the record or fix the file")
-    if not np.all(np.isfinite(waveform)):
-        raise DataError(f"audio {_describe(item)} contains NaN or inf samples")
-    if rate != sampling_rate:
-        waveform = soxr.resample(waveform, rate, sampling_rate, quality="HQ")
-    return np.ascontiguousarray(waveform, dtype=np.float32)
+    decoded = (isinstance(item, dict) and item.get("array") is not None) or isinstance(item, (np.ndarray, list))
+    source = item if decoded else _read_bytes(item, "audio")
+    try:
+        return decode_audio(source, sampling_rate, what=f"audio {_describe(item)}")
+    except MediaDecodeError as err:
+        raise _data_error(err) from err
 
 
 # ------------------------------------------------------------------------------------------------- video
 
 
-def _frame_times(duration: float, num_frames: int | None, fps: float | None, max_frames: int) -> np.ndarray:
-    if fps is not None:
-        times = np.arange(0.0, max(duration, 1e-6), 1.0 / fps)[:max_frames]
-    else:
-        # centres of num_frames equal segments: never the black first frame, never past the end
-        times = (np.arange(num_frames) + 0.5) * duration / num_frames
-    return times
-
-
 def load_video_frames(item: Any, num_frames: int | None = 8, fps: float | None = None, max_frames: int = 64) -> list:
-    """Decode a video and sample RGB frames: `num_frames` evenly spread, or one every `1 / fps` seconds.
+    """Decode a video and sample RGB frames: `num_frames` at the centres of equal segments, or one every `1 / fps`
+    seconds (never more frames than the video has).
 
     Args:
         item: a path, bytes, `{"bytes", "path"}` dict, or an already decoded list of frames (returned as RGB).
         num_frames (`int`, *optional*, defaults to 8): frames to sample evenly (ignored when `fps` is given).
         fps (`float`, *optional*): sample at this rate instead, up to `max_frames`.
-        max_frames (`int`, *optional*, defaults to 64): cap for `fps` sampling.
+        max_frames (`int`, *optional*, defaults to 64): cap on the frames returned.
 
     Returns:
         `list[PIL.Image.Image]`: the frames, in time order.
@@ -192,35 +133,15 @@ def load_video_frames(item: Any, num_frames: int | None = 8, fps: float | None =
     Raises:
         `DataError`: missing/0-byte/unreadable file, no video stream, or no decodable frame.
     """
-    import av
-
     if isinstance(item, (list, tuple)):
         return [load_image(frame) for frame in item]
     if fps is None and (num_frames is None or num_frames < 1):
         raise ValueError(f"give num_frames >= 1 or fps, got num_frames={num_frames}, fps={fps}")
     data = _read_bytes(item, "video")
     try:
-        with av.open(io.BytesIO(data) if isinstance(data, bytes) else data) as container:
-            if not container.streams.video:
-                raise DataError(f"video {_describe(item)} has no video stream")
-            stream = container.streams.video[0]
-            # Decode once, keeping (time, frame) pairs: short clips are the norm here, and container durations
-            # are often missing or wrong, which makes seeking unreliable.
-            decoded = [(float(f.time or 0.0), f) for f in container.decode(stream)]
-            if not decoded:
-                raise DataError(f"video {_describe(item)} has no decodable frame")
-            frame_step = decoded[1][0] - decoded[0][0] if len(decoded) > 1 else 0.0
-            duration = decoded[-1][0] - decoded[0][0] + frame_step
-            targets = decoded[0][0] + _frame_times(max(duration, 1e-6), num_frames, fps, max_frames)
-            frame_times = np.array([t for t, _ in decoded])
-            picked = np.minimum(np.searchsorted(frame_times, targets, side="right") - 1, len(decoded) - 1)
-            return [decoded[max(i, 0)][1].to_image().convert("RGB") for i in picked]
-    except DataError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise DataError(
-            f"cannot decode video {_describe(item)}: {err}", hint="the file is corrupt; replace it"
-        ) from err
+        return decode_video(data, num_frames, fps, max_frames, what=f"video {_describe(item)}")
+    except MediaDecodeError as err:
+        raise _data_error(err) from err
 
 
 # ------------------------------------------------------------------------------------------------ samples

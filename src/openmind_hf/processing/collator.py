@@ -13,16 +13,21 @@ transformers then derives a per-sample block-diagonal mask from the `position_id
 `cu_seqlens` (flash-attention varlen) - but only when no KV cache is built, so packed batches carry
 `use_cache=False`. Media tensors are concatenated in row-major token order, the order the model scatters them in.
 
-Samples may be canonical samples from `openmind_hf.data` (media decoded or not) or raw records (e.g. HF
-`{"messages", "images"}`); this module imports `openmind_hf.data` lazily, only for raw records.
+Samples are canonical samples (`openmind_hf.data.formats`) with decoded media (PIL images, audio arrays, lists of
+frames), as `OpenMindDataset` yields them. Raw records are the data side's job: give `prepare` (e.g.
+`openmind_hf.data.dataset.prepare_sample`), or use `openmind_hf.data.dataset.RecordCollator`, which does; this
+module imports nothing from `openmind_hf.data` (processing stands alone, see STYLE.md).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from .errors import ProcessingError
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,9 @@ class OpenMindCollator:
         skip_report (`SkipReport`, *optional*): where dropped samples are recorded (too long, or rejected).
         pad_to_multiple_of (`int`, *optional*): pad the time dimension to a multiple of this.
         processor_kwargs (`dict`, *optional*): passed to the processor (e.g. `{"fps": 1}` for videos).
+        prepare (`Callable[[dict], dict]`, *optional*): turns each incoming sample into a canonical, decoded one
+            before encoding (the data side's normalising and decoding); what it raises goes through `on_error` like
+            a processor rejection. Without it, samples must already be canonical and decoded.
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class OpenMindCollator:
         skip_report=None,
         pad_to_multiple_of: int | None = None,
         processor_kwargs: dict | None = None,
+        prepare: Callable[[dict], dict] | None = None,
     ):
         if truncation_policy not in ("drop", "keep"):
             raise ValueError(f"truncation_policy must be 'drop' or 'keep', got {truncation_policy!r}")
@@ -91,6 +100,7 @@ class OpenMindCollator:
         self.enable_thinking, self.on_error, self.skip_report = enable_thinking, on_error, skip_report
         self.pad_to_multiple_of = pad_to_multiple_of
         self.processor_kwargs = dict(processor_kwargs or {})
+        self.prepare = prepare
         self.pad_token_id = processor.tokenizer.pad_token_id
         # Running counts (per process; DataLoader workers keep their own).
         self.stats = {
@@ -105,19 +115,30 @@ class OpenMindCollator:
     # ------------------------------------------------------------------------------------------ samples
 
     def _canonical(self, sample: dict) -> dict:
-        if "kind" in sample and "messages" in sample:
-            canonical = sample
-        else:
-            from openmind_hf.data.formats import normalize_record
-
-            canonical = normalize_record(sample)
-        if any(
-            isinstance(x, (str, dict, bytes)) for k in ("images", "audios", "videos") for x in canonical.get(k) or []
-        ):
-            from openmind_hf.data.media import decode_sample_media
-
-            canonical = decode_sample_media(canonical)
-        return canonical
+        """The sample after `prepare`, checked: canonical (`kind`, `messages`) with decoded media."""
+        if self.prepare is not None:
+            sample = self.prepare(sample)
+        sample_id = sample.get("id") if isinstance(sample, dict) else None
+        if not isinstance(sample, dict) or "kind" not in sample or "messages" not in sample:
+            keys = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
+            raise ProcessingError(
+                f"not a canonical sample (got {keys})",
+                source="collator",
+                sample_id=sample_id,
+                hint="normalise raw records on the data side: OpenMindDataset, or "
+                "openmind_hf.data.dataset.RecordCollator / prepare_sample",
+            )
+        for key in ("images", "audios", "videos"):
+            for item in sample.get(key) or []:
+                if isinstance(item, (str, dict, bytes)):
+                    raise ProcessingError(
+                        f"{key} hold an undecoded {type(item).__name__}",
+                        source="collator",
+                        sample_id=sample_id,
+                        hint="decode media on the data side: OpenMindDataset, or "
+                        "openmind_hf.data.dataset.RecordCollator / prepare_sample",
+                    )
+        return sample
 
     def encode(self, sample: dict) -> dict:
         """One sample -> `input_ids` [T], `labels` [T] and its media tensors (first dim = items or frames)."""
@@ -141,9 +162,7 @@ class OpenMindCollator:
     def _record(self, sample_id, reason: str) -> None:
         if self.skip_report is None:
             return
-        from openmind_hf.data.errors import DataError
-
-        self.skip_report.add(DataError(reason, source="collator", sample_id=str(sample_id)))
+        self.skip_report.add(ProcessingError(reason, source="collator", sample_id=str(sample_id)))
 
     def _encode_group(self, samples: list[dict], thinking: bool) -> list[dict]:
         """Encode several canonical samples in ONE processor call (batched tokenizer and image/audio processing),
@@ -209,11 +228,9 @@ class OpenMindCollator:
     def _reject(self, sample, err: Exception) -> None:
         sample_id = sample.get("id") if isinstance(sample, dict) else None
         if self.on_error == "raise":
-            from openmind_hf.data.errors import DataError
-
-            if isinstance(err, DataError):
-                raise err
-            raise DataError(f"rejected by the processor: {err}", source="collator", sample_id=sample_id) from err
+            if isinstance(err, ProcessingError) and err.sample_id is not None:
+                raise err  # already names its sample (e.g. a DataError from `prepare`)
+            raise ProcessingError(f"rejected by the processor: {err}", source="collator", sample_id=sample_id) from err
         self.stats["rejected"] += 1
         self._record(sample_id, f"rejected by the processor: {err}")
 
@@ -313,9 +330,9 @@ class OpenMindCollator:
     def __call__(self, samples: list[Any]) -> dict:
         items = self._apply_length_policy(self._encode_all(samples))
         if not items:
-            from openmind_hf.data.errors import DataError
-
-            raise DataError("no sample of this batch could be encoded", source="collator", hint="see the skip report")
+            raise ProcessingError(
+                "no sample of this batch could be encoded", source="collator", hint="see the skip report"
+            )
         batch = self._pack(items) if self.packing else self._pad(items)
         real = sum(item["input_ids"].numel() for item in items)
         self.stats["samples"] += len(items)

@@ -11,8 +11,10 @@ import math
 import os
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
+
+from .media_decoding import decode_audio, decode_video, to_rgb
 
 
 def audio_token_count(num_mel_frames: int, audio_model_type: str, pool_stride: int) -> int:
@@ -23,53 +25,6 @@ def audio_token_count(num_mel_frames: int, audio_model_type: str, pool_stride: i
     if audio_model_type == "qwen2_audio_encoder":
         frames = (frames - 2) // 2 + 1  # its built-in average pool
     return math.ceil(frames / pool_stride)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL image -> upright 8-bit RGB: applies EXIF rotation, scales 16/32-bit, flattens alpha onto white."""
-    image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF, not in the pixels
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # 16/32-bit grayscale: scale to 8 bits (convert("L") would clip everything above 255 to white)
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        if image.mode == "F":
-            top = max(float(pixels.max()), 1e-8)
-        image = Image.fromarray(np.clip(pixels / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P" or (image.mode in ("L", "RGB") and "transparency" in image.info):
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        # Transparent pixels go on white: black would turn dark-on-transparent logos/charts into black squares.
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image.convert("RGB") if image.mode != "RGB" else image
-
-
-def sample_video_frames(video, num_frames: int | None = None, fps: float | None = None, max_frames: int = 8):
-    """Decodes a video with PyAV and returns RGB frames: `num_frames` evenly spaced, or `fps` frames per second,
-    never more than `max_frames`. Lists of frames (PIL images or arrays) are subsampled the same way."""
-    if isinstance(video, (str, os.PathLike)):
-        import av
-
-        try:
-            with av.open(str(video)) as container:
-                stream = container.streams.video[0]
-                rate = float(stream.average_rate or 25)
-                frames = [frame.to_image() for frame in container.decode(stream)]
-        except (av.error.FFmpegError, IndexError, OSError) as err:
-            raise ValueError(
-                f"Could not read video {str(video)!r}: {type(err).__name__}: {err}. "
-                "Check that the file exists and is a video PyAV can decode (mp4/webm/avi...)."
-            ) from None
-    else:
-        frames, rate = list(video), float(fps or 1.0)
-        frames = [f if isinstance(f, Image.Image) else Image.fromarray(np.asarray(f)) for f in frames]
-    if not frames:
-        raise ValueError(f"Video {video if isinstance(video, str) else '<frames>'} has no frames.")
-    if num_frames is None:
-        num_frames = len(frames) if fps is None else max(1, round(len(frames) / rate * fps))
-    num_frames = max(1, min(num_frames, max_frames, len(frames)))
-    indices = np.linspace(0, len(frames) - 1, num_frames).round().astype(int)
-    return [to_rgb(frames[i]) for i in indices]
 
 
 class OpenMindProcessor(ProcessorMixin):
@@ -164,21 +119,13 @@ class OpenMindProcessor(ProcessorMixin):
             raise ValueError("This model has no audio tower: it cannot take audio.")
 
     def _check_clip(self, clip, index: int, sampling_rate: int | None):
-        if isinstance(clip, (str, os.PathLike, bytes)):
-            return clip  # a path or URL: the mixin's `fetch_audio` loads and resamples it
-        clip = np.asarray(clip, dtype=np.float32)
-        if clip.ndim == 2:  # [channels, samples] or [samples, channels] -> mono
-            clip = clip.mean(axis=0 if clip.shape[0] < clip.shape[1] else 1)
-        if clip.ndim != 1 or clip.size == 0:
-            raise ValueError(f"Audio clip {index} is empty or not 1-D (shape {clip.shape}): pass mono float samples.")
-        if not np.isfinite(clip).all():
-            raise ValueError(f"Audio clip {index} contains NaN or inf samples.")
-        target = self.feature_extractor.sampling_rate
-        if sampling_rate is not None and sampling_rate != target:
-            import soxr
-
-            clip = soxr.resample(clip, sampling_rate, target).astype(np.float32)
-        return clip
+        """One clip -> mono float32 at the feature extractor's rate, by the shared decoder (its conventions: arrays
+        are `[samples]` or `[channels, samples]`; files carry their own rate)."""
+        if isinstance(clip, str) and clip.startswith(("http://", "https://")):
+            return clip  # a URL: the mixin's `fetch_audio` downloads it
+        return decode_audio(
+            clip, self.feature_extractor.sampling_rate, source_rate=sampling_rate, what=f"audio clip {index}"
+        )
 
     def _process_images(self, images, **kwargs):
         flat = [to_rgb(img) if isinstance(img, Image.Image) else img for img in _flatten(images)]
@@ -187,7 +134,10 @@ class OpenMindProcessor(ProcessorMixin):
 
     def _process_videos(self, videos, **kwargs):
         num_frames, fps = kwargs.pop("num_frames", None), kwargs.pop("fps", None)
-        clips = [sample_video_frames(v, num_frames, fps, self.video_max_frames) for v in videos]
+        clips = [
+            decode_video(v, num_frames, fps, self.video_max_frames, what=f"video {v if _is_path(v) else i}")
+            for i, v in enumerate(videos)
+        ]
         frames = [frame for clip in clips for frame in clip]
         pixel_values = self.image_processor(frames, **kwargs)["pixel_values"]
         counts = [len(clip) for clip in clips]
@@ -226,6 +176,10 @@ def _flatten(items):
     return [items]
 
 
+def _is_path(item) -> bool:
+    return isinstance(item, (str, os.PathLike))
+
+
 def _is_frame(item) -> bool:
     return isinstance(item, (Image.Image, np.ndarray)) or hasattr(item, "__array__")
 
@@ -252,55 +206,4 @@ def _is_empty_nested(items) -> bool:
     return isinstance(items, (list, tuple)) and len(_flatten(items)) == 0
 
 
-def conversation_to_messages(
-    conversations: list[dict], images: list | None = None, audios: list | None = None, videos: list | None = None
-) -> list[dict]:
-    """The original `{"from": ..., "value": "... <image> ..."}` format -> chat messages with content blocks.
-
-    Placeholders become `image` / `audio` / `video` blocks in order, bound to the given media; the counts must match.
-    """
-    roles = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system"}
-    media = {"<image>": list(images or []), "<audio>": list(audios or []), "<video>": list(videos or [])}
-    used = dict.fromkeys(media, 0)
-    messages = []
-    if not conversations:
-        raise ValueError("The conversation is empty: it needs at least one user and one assistant turn.")
-    for turn_index, turn in enumerate(conversations):
-        role = roles.get(str(turn.get("from", turn.get("role", ""))).lower())
-        if role is None:
-            raise ValueError(
-                f"Turn {turn_index} has unknown role {turn.get('from', turn.get('role'))!r}: "
-                f"use one of {sorted(set(roles))}."
-            )
-        value = turn.get("value", turn.get("content", ""))
-        if not isinstance(value, str):
-            raise ValueError(f"Turn {turn_index}: `value` must be a string, got {type(value).__name__}.")
-        blocks = []
-        for piece in _split_placeholders(value):
-            if piece in media:
-                kind = piece[1:-1]
-                if used[piece] >= len(media[piece]):
-                    raise ValueError(
-                        f"Turn {turn_index} has more {piece} placeholders than {kind}s given ({len(media[piece])})."
-                    )
-                blocks.append({"type": kind, kind: media[piece][used[piece]]})
-                used[piece] += 1
-            elif piece.strip():
-                blocks.append({"type": "text", "text": piece.strip("\n") if blocks else piece.lstrip("\n")})
-        messages.append({"role": role, "content": blocks})
-    for placeholder, items in media.items():
-        if used[placeholder] != len(items):
-            raise ValueError(
-                f"{len(items)} {placeholder[1:-1]}s were given but the conversation has {used[placeholder]} "
-                f"{placeholder} placeholders: add one placeholder per item."
-            )
-    return messages
-
-
-def _split_placeholders(text: str) -> list[str]:
-    import re
-
-    return [p for p in re.split(r"(<image>|<audio>|<video>)", text) if p]
-
-
-__all__ = ["OpenMindProcessor", "conversation_to_messages", "to_rgb", "sample_video_frames", "audio_token_count"]
+__all__ = ["OpenMindProcessor", "audio_token_count"]

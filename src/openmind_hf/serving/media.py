@@ -1,21 +1,26 @@
 """Safe decoding of request media: data: URIs and base64 images, base64 wav/mp3/flac audio.
 
-Sizes are checked from the file headers BEFORE any pixel or sample is decoded, so a small payload that claims a
-100k x 100k image or an hour of audio costs a header read, not gigabytes. Only bytes are accepted: nothing here
-opens a path or a URL (transformers' `load_image` / `load_audio` would do both).
+This module keeps the server's own job: base64 and data: URIs, the allowed formats, and the size limits, checked
+from the file headers BEFORE any pixel or sample is decoded, so a small payload that claims a 100k x 100k image or
+an hour of audio costs a header read, not gigabytes. Decoding itself is the package's one decoder,
+`openmind_hf.processing.media_decoding` (the same pixels and samples as in training). Only bytes are accepted:
+nothing here opens a path or a URL (transformers' `load_image` / `load_audio` would do both). Error messages are
+the server's own: they name the item and the limit, never a library's message or the bytes.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 import re
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
+
+from ..processing.media_decoding import MediaDecodeError, open_image, probe_audio
+from ..processing.media_decoding import decode_audio as _decode_audio
+from ..processing.media_decoding import decode_image as _decode_image
 
 # PIL plugins we let parse client bytes; the long tail of formats (PSD, EPS, ...) is more attack surface than use.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -61,57 +66,52 @@ def split_data_uri(uri: str, what: str) -> tuple[str | None, bytes]:
 
 
 def decode_image(data: bytes, limits: MediaLimits, what: str = "image") -> Image.Image:
-    """Bytes of a PNG/JPEG/WebP/GIF/BMP -> an RGB-convertible PIL image, checking the pixel count from the header
-    first (`Image.open` is lazy: it parses the header; pixels are decoded by `load()`)."""
+    """Bytes of a PNG/JPEG/WebP/GIF/BMP -> an upright RGB PIL image, checking the pixel count from the header
+    first (`open_image` parses the header only; pixels are decoded after the check)."""
+    too_large = f"{what} is larger than the pixel limit of {limits.max_pixels} pixels per image."
     try:
-        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-    except Image.DecompressionBombError:
-        raise MediaError(f"{what} is larger than the pixel limit of {limits.max_pixels} pixels per image.") from None
-    except Exception:  # PIL raises many types (UnidentifiedImageError, SyntaxError, struct.error...)
-        raise MediaError(f"{what} is not a readable {'/'.join(IMAGE_FORMATS)} image.") from None
+        image = open_image(data, formats=IMAGE_FORMATS, what=what)
+    except MediaDecodeError as err:
+        message = (
+            too_large if err.kind == "too_large" else f"{what} is not a readable {'/'.join(IMAGE_FORMATS)} image."
+        )
+        raise MediaError(message) from None
     width, height = image.size
     if width < 1 or height < 1 or width * height > limits.max_pixels:
         raise MediaError(f"{what} is {width}x{height} pixels; the limit is {limits.max_pixels} pixels per image.")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image.load()  # only the first frame of an animation
-    except Exception:
-        raise MediaError(f"{what} is truncated or corrupt and could not be decoded.") from None
-    return image
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a warning would let the image through
+            return _decode_image(image, what=what)
+    except MediaDecodeError as err:
+        message = too_large if err.kind == "too_large" else f"{what} is truncated or corrupt and could not be decoded."
+        raise MediaError(message) from None
 
 
 def decode_audio(data: bytes, declared_format: str, limits: MediaLimits, sampling_rate: int, what: str = "audio"):
     """Bytes of a wav/mp3/flac clip -> mono float32 samples at `sampling_rate`. The container must match the
     declared format, and the duration (read from the header) must fit `limits` before anything is decoded."""
-    import soundfile as sf
-
     accepted = AUDIO_FORMATS.get(declared_format)
     if accepted is None:
         raise MediaError(f"{what}: format must be one of {sorted(AUDIO_FORMATS)}.")
     try:
-        info = sf.info(io.BytesIO(data))
-    except Exception:  # libsndfile errors carry no safe detail for the client
+        header = probe_audio(data, what)
+    except MediaDecodeError:  # libsndfile errors carry no safe detail for the client
         raise MediaError(f"{what} could not be read as {declared_format}; send wav, mp3 or flac audio.") from None
-    if info.format not in accepted:
+    if header.format not in accepted:
         raise MediaError(f"{what} is not {declared_format} audio (unsupported codec or container).")
-    if info.samplerate <= 0 or info.frames <= 0 or not 1 <= info.channels <= limits.max_audio_channels:
+    if header.sampling_rate <= 0 or header.frames <= 0 or not 1 <= header.channels <= limits.max_audio_channels:
         raise MediaError(f"{what} is empty or has an unsupported channel layout.")
-    duration = info.frames / info.samplerate
+    duration = header.frames / header.sampling_rate
     if duration > limits.max_audio_seconds:
         raise MediaError(f"{what} lasts {duration:.1f} s; the limit is {limits.max_audio_seconds:g} s per clip.")
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception:
+        # no PyAV fallback: only what libsndfile identified (and the limits were checked on) is decoded
+        return _decode_audio(data, sampling_rate, what=what, use_pyav=False)
+    except MediaDecodeError as err:
+        if err.kind in ("empty", "non_finite"):
+            raise MediaError(f"{what} holds no samples or non-finite samples.") from None
         raise MediaError(f"{what} is truncated or corrupt and could not be decoded.") from None
-    mono = samples.mean(axis=1)  # [frames, channels] -> [frames]
-    if mono.size == 0 or not np.isfinite(mono).all():
-        raise MediaError(f"{what} holds no samples or non-finite samples.")
-    if rate != sampling_rate:
-        import soxr
-
-        mono = soxr.resample(mono, rate, sampling_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 __all__ = [

@@ -15,6 +15,10 @@ test-deps:
 	@command -v git-lfs >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get install -y -qq git-lfs >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq git-lfs >/dev/null 2>&1)) ; } || \
 		echo "note: git-lfs not installed; the Hub-pull test will skip"
+	@# Debian's bubblewrap: the OS boundary around model-written code (evaluation/sandbox.py); without it code tests fail.
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) ; } || \
+		echo "note: bubblewrap not installed; code-execution tests will fail (apt-get install bubblewrap)"
 
 test: setup test-deps
 	@$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests; rc=$$?; \

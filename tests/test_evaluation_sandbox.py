@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -14,9 +15,16 @@ import time
 
 import pytest
 
-from openmind_hf.evaluation.sandbox import SandboxLimits, run_many, run_python
+from openmind_hf.evaluation.sandbox import (
+    SandboxLimits,
+    SandboxUnavailableError,
+    boundary_status,
+    run_many,
+    run_python,
+)
 
-LIMITS = SandboxLimits(timeout=3.0, cpu_seconds=1, memory_bytes=512 << 20, file_bytes=1 << 20)
+# Generous wall time: the CPU limit (1 s) must fire first even when the shared machine is busy.
+LIMITS = SandboxLimits(timeout=6.0, cpu_seconds=1, memory_bytes=512 << 20, file_bytes=1 << 20)
 
 
 @pytest.fixture
@@ -74,9 +82,9 @@ HOSTILE = {
     "os.open for writing": ("import os\nos.open('{sentinel}', os.O_WRONLY | os.O_TRUNC)", "writing outside"),
     "relative path escape": ("open('../../../../../../../../{sentinel}', 'w')", "writing outside"),
     "rename out": ("import os\nos.rename('{sentinel}', 'stolen.txt')", "outside the working directory"),
-    "dir_fd trick": (
+    "dir_fd trick": (  # the victim dir does not even exist inside the boundary
         "import os\nfd = os.open('{victim}', os.O_RDONLY)\nos.remove('sentinel.txt', dir_fd=fd)",
-        "outside",
+        "No such file or directory",
     ),
     "symlink trick": ("import os\nos.symlink('{sentinel}', 'link')\nopen('link', 'w').write('pwned')", "os.symlink"),
     "chmod": ("import os\nos.chmod('{sentinel}', 0o000)", "outside the working directory"),
@@ -166,3 +174,133 @@ def test_runs_as_an_unprivileged_user_when_asked():
         assert os.listdir(sandboxes) == []
     finally:
         shutil.rmtree(sandboxes)
+
+
+# --- The OS boundary (bubblewrap). The audit hook lives in the program's own process, so a program can switch it
+# off: this walk empties the hook's closure cells (its deny lists and path check). Every escape below runs both with
+# the hook intact and with it emptied; only the boundary may be what stops it.
+HOOK_BYPASS = """
+import gc
+for _f in gc.get_objects():
+    if type(_f).__name__ == "function" and _f.__name__ == "hook" and _f.__closure__:
+        for _c in _f.__closure__:
+            _v = _c.cell_contents
+            if type(_v) is frozenset:
+                _c.cell_contents = frozenset()
+            elif type(_v) is tuple:
+                _c.cell_contents = ("\\0",)
+            elif type(_v) is dict:
+                _c.cell_contents = {}
+            elif getattr(_v, "__name__", "") == "inside":
+                _c.cell_contents = lambda *a, **k: True
+"""
+
+ESCAPES = {
+    "os.system": "import os\nassert os.system('touch {victim}/pwned {marker} && rm -rf {victim}') == 0",
+    "mkfifo outside": "import os\nos.mkfifo('{victim}/fifo')\nos.mkfifo('{marker}')",
+    "mknod outside": "import os, stat\nos.mknod('{victim}/node', stat.S_IFREG | 0o600)",
+    "sqlite3 outside": "import sqlite3\nsqlite3.connect('{victim}/db.sqlite').execute('create table t (x)')",
+    "write outside": "open('{marker}', 'w').write('x')\nopen('{victim}/new.txt', 'w').write('x')",
+    "ctypes system": "import ctypes\nassert ctypes.CDLL(None).system(b'touch {victim}/pwned {marker}') == 0",
+    "network": "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')",
+    "other processes' environ": (
+        "import os\nfound = []\nfor pid in ['{secret_pid}', str(os.getppid())] + os.listdir('/proc'):\n"
+        "    try:\n        found.append(open('/proc/' + pid + '/environ', 'rb').read())\n"
+        "    except OSError:\n        pass\nprint(found)\nraise Exception(repr(found))"
+    ),
+    "own environment": "import os\nprint(dict(os.environ))\nraise Exception(repr(dict(os.environ)))",
+    "/etc/shadow": "print(open('/etc/shadow').read())\nraise Exception(open('/etc/shadow').read())",
+    "see the host's processes": "import os\nos.kill({host_pid}, 0)\nprint('VISIBLE')\nraise Exception('VISIBLE')",
+}
+
+
+@pytest.fixture
+def secret_process(monkeypatch):
+    """A host process with a secret in its environment, and the same secret in this process's environment."""
+    secret = "openmind-secret-" + os.urandom(8).hex()
+    monkeypatch.setenv("OPENMIND_TEST_SECRET", secret)
+    proc = subprocess.Popen(["sleep", "60"], env={"OPENMIND_TEST_SECRET": secret})
+    yield secret, proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("bypass", [False, True], ids=["hook intact", "hook emptied"])
+@pytest.mark.parametrize("name", list(ESCAPES))
+def test_escape_is_contained_by_the_boundary(name, bypass, host, secret_process, tmp_path):
+    secret, secret_pid = secret_process
+    marker = f"/tmp/openmind-escape-{os.urandom(6).hex()}"
+    source = ESCAPES[name].format(victim=host["victim"], port=host["port"], marker=marker,
+                                  secret_pid=secret_pid, host_pid=os.getpid())  # fmt: skip
+    result = run_python((HOOK_BYPASS if bypass else "") + source, LIMITS, tmp_root=host["sandboxes"])
+    assert result.status == "failed", result  # every escape program ends in an error, whichever layer stopped it
+    text = result.stdout + result.stderr + result.reason
+    assert secret not in text
+    assert "VISIBLE" not in text
+    assert not os.path.lexists(marker)
+    if os.path.exists("/etc/shadow"):
+        assert open("/etc/shadow").read().splitlines()[0] not in text
+    # The host fixture checks the victim dir, the listener (no connection) and that the sandbox dir was removed.
+
+
+def test_the_hook_bypass_really_disables_the_hook(host):
+    # Without this, the "hook emptied" escapes above would prove nothing: os.system must now run (inside).
+    result = run_python(HOOK_BYPASS + "import os\nprint(os.system('echo ran > ran.txt'), open('ran.txt').read())",
+                        LIMITS, tmp_root=host["sandboxes"])  # fmt: skip
+    assert result.passed, result
+    assert result.stdout.split() == ["0", "ran"]
+
+
+def _sandbox_processes(path) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(path).encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_fork_bomb_dies_with_the_sandbox(host):
+    # As root, RLIMIT_NPROC does not bind (the kernel exempts uid 0); the PID namespace does: at the deadline its
+    # init is killed and every process in it with it.
+    limits = SandboxLimits(timeout=1.5, cpu_seconds=1)
+    result = run_python(HOOK_BYPASS + "import os\nwhile True:\n    os.fork()", limits, tmp_root=host["sandboxes"])
+    assert not result.passed
+    deadline = time.monotonic() + 10  # the kernel may take a moment to reap thousands of forks
+    while _sandbox_processes(host["sandboxes"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _sandbox_processes(host["sandboxes"]) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_fork_bomb_stops_at_the_process_limit_as_an_unprivileged_user():
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    if not _nobody_can_run(python):
+        pytest.skip(f"user 'nobody' cannot execute {python}")
+    sandboxes = tempfile.mkdtemp(prefix="openmind-sandbox-test-")
+    try:
+        os.chmod(sandboxes, 0o711)
+        limits = SandboxLimits(timeout=5.0, cpu_seconds=2, max_processes=8)
+        source = (
+            HOOK_BYPASS + "import os\ntry:\n    while True:\n        os.fork()\nexcept OSError as e:\n    print(e)"
+        )
+        result = run_python(source, limits, python=python, user="nobody", tmp_root=sandboxes)
+        assert "Resource temporarily unavailable" in result.stdout, result
+        assert result.seconds < 4
+        time.sleep(0.5)
+        assert _sandbox_processes(sandboxes) == []
+    finally:
+        shutil.rmtree(sandboxes)
+
+
+def test_no_boundary_means_a_clear_refusal(monkeypatch, tmp_path):
+    # bwrap not on PATH: nothing runs unless the caller opts in.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SandboxUnavailableError, match="bubblewrap .* not on PATH.*--allow-unsandboxed-code"):
+        run_python("print(1)", LIMITS)
+    assert boundary_status() == (False, boundary_status()[1])
+    result = run_python("print(1)", LIMITS, allow_unsandboxed=True)
+    assert result.passed and result.stdout == "1"

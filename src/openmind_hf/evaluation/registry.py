@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .caption_metrics import bleu, cider_d, rouge_l
-from .humaneval import build_program, extract_completion
+from .humaneval import build_check_job, extract_completion
 from .math_answers import gsm8k_correct, math_correct
-from .sandbox import SandboxLimits, run_many
+from .sandbox import SandboxLimits, check_many
 from .vqa import textvqa_accuracy, vqa_accuracy
 
 
@@ -63,14 +63,15 @@ def code_pass_rates(
     Each problem needs `test` and `entry_point`, and may have `prompt` (HumanEval's function stub, which the
     answer continues or redefines; use the column name `code_prompt` in a GRPO dataset).
     """
-    programs = []
+    jobs = []
     for index, (prediction, problem) in enumerate(zip(predictions, problems)):
         missing = [key for key in ("test", "entry_point") if key not in problem]
         if missing:
             raise ValueError(f"code problem {index} lacks {missing}; it needs `test` and `entry_point`.")
         stub = {**problem, "prompt": problem.get("prompt") or problem.get("code_prompt") or ""}
-        programs.append(build_program(stub, extract_completion(prediction, stub)))
-    results = run_many(programs, limits, workers=workers)
+        # The tests run in a trusted process and call the sandboxed answer through literal values (see sandbox.py).
+        jobs.append(build_check_job(stub, extract_completion(prediction, stub)))
+    results = check_many(jobs, limits, workers=workers)
     return [float(r.passed) for r in results]
 
 

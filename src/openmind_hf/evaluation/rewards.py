@@ -90,7 +90,12 @@ math_accuracy_reward = make_reward_function("math_accuracy")
 
 
 def code_accuracy_reward(completions: Sequence, **kwargs) -> list[float]:
-    """TRL reward: 1.0 when the completion's code passes the row's tests in the sandbox.
+    """TRL reward: 1.0 when the completion's code passes the row's tests.
+
+    The code runs inside the bubblewrap sandbox; `check(candidate)` runs in a trusted process that calls it through
+    literal values only, so the policy cannot forge a pass (see `sandbox.check_candidate`). Without bubblewrap this
+    raises `SandboxUnavailableError` rather than returning zeros, unless `sandbox.allow_unsandboxed_code()` was
+    called.
 
     Columns: `test` (a test program defining `check(candidate)`), `entry_point` (the function's name) and,
     optionally, `code_prompt` (the stub the completion continues, e.g. HumanEval's `prompt`).

@@ -19,6 +19,10 @@ test-deps:
 	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1)) ; } || \
 		echo "note: bubblewrap not installed; code-execution tests will fail (apt-get install bubblewrap)"
+	@# Debian's chromium + chromium-driver for the chat's browser test (Selenium Manager cannot download browsers here).
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1)) ; } || \
+		echo "note: chromium/chromedriver not installed; the chat browser test will skip"
 
 test: setup test-deps
 	@$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests; rc=$$?; \

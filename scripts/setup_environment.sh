@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Create .venv and install OpenMind with its extras. Safe to run again: it only installs what is missing.
 #   TORCH_VERSION=2.13.0 (default) pins torch; it is installed FIRST so no other package can pull a
-#   different (multi-GB CUDA) build. OPENMIND_EXTRAS=serve,quant,eval,train,dev picks the extras.
+#   different (multi-GB CUDA) build. OPENMIND_EXTRAS=serve,quant,eval,train,chat,dev picks the extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
-EXTRAS="${OPENMIND_EXTRAS:-serve,quant,eval,train,dev}"
+EXTRAS="${OPENMIND_EXTRAS:-serve,quant,eval,train,chat,dev}"
 VENV="${VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
 

@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("openmind_hf.training.commands", "run a training stage (pretrain, sft, dpo, reward, grpo)"),
     "eval": ("openmind_hf.evaluation.commands", "evaluate a model on benchmark tasks, write a JSON report"),
     "serve": ("openmind_hf.serving.commands", "serve a model behind an OpenAI-compatible HTTP API"),
+    "chat": ("openmind_hf.chat.commands", "a web chat (Gradio) for a checkpoint or an OpenAI-compatible endpoint"),
     "quantize": ("openmind_hf.export.quantize_commands", "quantize a checkpoint to int8 / int4"),
     "push": ("openmind_hf.export.hub_commands", "push a checkpoint with its model card to the Hub"),
 }

@@ -1,0 +1,113 @@
+"""Uploaded files -> OpenAI content parts. Only files inside Gradio's upload folder are read, and their size is
+checked from the file system before a byte is read. Pixel and duration limits are then enforced by the server's
+own decoders (`serving.media`), which read them from the headers before decoding anything.
+
+Images go as `image_url` data URIs, audio (wav/mp3/flac; the microphone records wav) as `input_audio`. The OpenAI
+API has no video part, so a video is sent as a few evenly spaced frames (PNG images).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+               ".gif": "image/gif", ".bmp": "image/bmp"}  # fmt: skip
+AUDIO_TYPES = {".wav": "wav", ".mp3": "mp3", ".flac": "flac"}
+VIDEO_TYPES = {".mp4", ".webm", ".mov", ".avi", ".mkv"}
+
+
+class UploadError(ValueError):
+    """An upload the chat will not send; the message names the file and says what to do."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    r"""
+    Args:
+        max_upload_bytes (`int`, *optional*, defaults to 10 MiB): size per uploaded file (Gradio refuses larger
+            uploads too, through `launch(max_file_size=...)`).
+        video_frames (`int`, *optional*, defaults to 4): frames sent per video (each counts as an image).
+        max_video_pixels (`int`, *optional*, defaults to 1920 * 1080): pixels per video frame, read from the header.
+        max_video_seconds (`float`, *optional*, defaults to 60): video duration, read from the header.
+    """
+
+    max_upload_bytes: int = 10 * 1024 * 1024
+    video_frames: int = 4
+    max_video_pixels: int = 1920 * 1080
+    max_video_seconds: float = 60.0
+
+
+def read_upload(path: str, upload_root: str, limits: UploadLimits) -> tuple[bytes, str]:
+    """The bytes of an uploaded file and its name for messages. Refuses paths outside `upload_root` (symlinks
+    resolved), so a crafted request cannot make the chat read other files of this machine."""
+    name = Path(path).name
+    resolved, root = os.path.realpath(path), os.path.realpath(upload_root)
+    if os.path.commonpath([resolved, root]) != root or not os.path.isfile(resolved):
+        raise UploadError(f"{name}: only files uploaded through this page are read.")
+    size = os.path.getsize(resolved)
+    if size > limits.max_upload_bytes:
+        raise UploadError(f"{name} is {size / 2**20:.1f} MiB; the limit is {limits.max_upload_bytes / 2**20:g} MiB.")
+    with open(resolved, "rb") as handle:
+        return handle.read(limits.max_upload_bytes + 1)[: limits.max_upload_bytes], name
+
+
+def media_parts(path: str, upload_root: str, limits: UploadLimits) -> list[dict]:
+    """OpenAI content parts for one uploaded file (one part, or one per sampled video frame)."""
+    suffix = Path(path).suffix.lower()
+    data, name = read_upload(path, upload_root, limits)
+    if suffix in IMAGE_TYPES:
+        return [_image_part(data, IMAGE_TYPES[suffix])]
+    if suffix in AUDIO_TYPES:
+        return [{"type": "input_audio", "input_audio": {"data": _b64(data), "format": AUDIO_TYPES[suffix]}}]
+    if suffix in VIDEO_TYPES:
+        return [_image_part(frame, "image/png") for frame in video_frames(data, name, limits)]
+    kinds = sorted([*IMAGE_TYPES, *AUDIO_TYPES, *VIDEO_TYPES])
+    raise UploadError(f"{name}: unsupported file type {suffix or '(none)'}; send one of {', '.join(kinds)}.")
+
+
+def video_frames(data: bytes, name: str, limits: UploadLimits) -> list[bytes]:
+    """`limits.video_frames` evenly spaced frames as PNG bytes. Size and duration come from the header first;
+    only the chosen frames are kept (`processing.sample_video_frames` holds every decoded frame in memory)."""
+    import av
+    import numpy as np
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            seconds = float(container.duration or 0) / av.time_base
+            if width * height > limits.max_video_pixels or seconds > limits.max_video_seconds:
+                raise UploadError(
+                    f"{name} is {width}x{height} pixels and {seconds:.1f} s; the limits are "
+                    f"{limits.max_video_pixels} pixels per frame and {limits.max_video_seconds:g} s."
+                )
+            total = stream.frames or int(seconds * float(stream.average_rate or 25)) or 1
+            wanted = set(np.linspace(0, total - 1, max(1, min(limits.video_frames, total))).round().astype(int))
+            frames = []
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted or (not frames and index == total - 1):
+                    buffer = io.BytesIO()
+                    frame.to_image().save(buffer, "PNG")
+                    frames.append(buffer.getvalue())
+                if len(frames) == len(wanted):
+                    break
+    except (av.error.FFmpegError, IndexError, OSError):
+        raise UploadError(f"{name} could not be read as a video; send an mp4/webm PyAV can decode.") from None
+    if not frames:
+        raise UploadError(f"{name} holds no video frames.")
+    return frames
+
+
+def _image_part(data: bytes, mime: str) -> dict:
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{_b64(data)}"}}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+__all__ = ["UploadError", "UploadLimits", "read_upload", "media_parts", "video_frames"]

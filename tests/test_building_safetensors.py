@@ -81,3 +81,16 @@ def test_quantize_command_refuses_then_opts_in(pickled_checkpoint, tmp_path, cap
     written = {p.name for p in (tmp_path / "int8").iterdir()}
     assert not any(name.endswith(".bin") for name in written), written  # the output is safetensors either way
     assert load_model_for_inference(tmp_path / "int8") is not None
+
+
+def test_eval_command_refuses_then_opts_in(pickled_checkpoint, tmp_path):
+    data = tmp_path / "no-tasks"  # no task files: every task is skipped, so only the loading is exercised
+    data.mkdir()
+    command = ["eval", "--model", str(pickled_checkpoint), "--data", str(data), "--device", "cpu",
+               "--output", str(tmp_path / "report.json")]  # fmt: skip
+    with pytest.raises(SystemExit) as err:
+        main(command)
+    _assert_refusal(err.value.code, pickled_checkpoint)
+
+    assert main([*command, "--allow-pickled-weights"]) == 0
+    assert (tmp_path / "report.json").is_file()

@@ -131,20 +131,28 @@ def load_model_for_inference(
     # torchao tensor subclasses keep their scales' dtype through from_pretrained(dtype=...), but convert with .to().
     load_dtype = "auto" if wanted is None or quant_method == "torchao" else wanted
     kwargs = {"device_map": device} if device else {}  # bnb weights cannot be `.to()`-moved after loading
-    model = AutoModelForImageTextToText.from_pretrained(
-        str(path), dtype=load_dtype, allow_pickled_weights=allow_pickled_weights, **kwargs, **hub_kwargs
-    )
+    kwargs.update(_pickle_policy(path, allow_pickled_weights, **hub_kwargs))
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=load_dtype, **kwargs, **hub_kwargs)
     if quant_method == "torchao" and wanted is not None and model.dtype != wanted:
         model = model.to(wanted)
     return model.eval()
 
 
-def _quant_method(path, **hub_kwargs) -> str | None:
+def _saved_config(path, **hub_kwargs) -> dict:
     config_file = resolve_file(str(path), "config.json", **hub_kwargs)
-    if config_file is None:
-        return None
-    quantization = json.loads(Path(config_file).read_text()).get("quantization_config") or {}
-    return quantization.get("quant_method")
+    return json.loads(Path(config_file).read_text()) if config_file is not None else {}
+
+
+def _quant_method(path, **hub_kwargs) -> str | None:
+    return (_saved_config(path, **hub_kwargs).get("quantization_config") or {}).get("quant_method")
+
+
+def _pickle_policy(path, allow_pickled_weights: bool, **hub_kwargs) -> dict:
+    """`from_pretrained` kwargs for the weights format: OpenMind's own `from_pretrained` takes the opt-in (and
+    explains a refusal); other architectures (e.g. a LLaVA under evaluation) get transformers' `use_safetensors`."""
+    if _saved_config(path, **hub_kwargs).get("model_type") == "openmind":
+        return {"allow_pickled_weights": allow_pickled_weights}
+    return {} if allow_pickled_weights else {"use_safetensors": True}
 
 
 __all__ = [

@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N samples of each task")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:0, ...")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, ...")
+    parser.add_argument(
+        "--allow-pickled-weights",
+        action="store_true",
+        help="also load a checkpoint whose weights are only pickled (pytorch_model.bin); unpickling can run code",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             predictions=args.predictions,
             prompt_template=args.prompt_template,
             media_root=args.media_root,
+            allow_pickled_weights=args.allow_pickled_weights,
         )
         report = run_evaluation(config)
     except (FileNotFoundError, ValueError) as err:

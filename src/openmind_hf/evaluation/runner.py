@@ -50,6 +50,8 @@ class EvalConfig:
             the user's text, replacing each selected task's default (see `openmind eval --list-tasks`).
         media_root (`str`, *optional*): folder that relative image paths resolve against; defaults to the folder
             of each task file.
+        allow_pickled_weights (`bool`, *optional*, defaults to `False`): also load a checkpoint whose weights are
+            only pickled (`pytorch_model.bin`); unpickling can run code.
     """
 
     model: str
@@ -66,6 +68,7 @@ class EvalConfig:
     predictions: str | None = None
     prompt_template: str | None = None
     media_root: str | None = None
+    allow_pickled_weights: bool = False
 
     def __post_init__(self):
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -95,10 +98,11 @@ def select_tasks(config: EvalConfig) -> tuple[list[tuple[Task, Path]], dict[str,
     return chosen, skipped
 
 
-def load_model(path: str, device: str = "auto", dtype: str = "auto"):
-    """Any image-text-to-text checkpoint and its processor, in eval mode on `device`."""
-    # Importing this package already ran `openmind_hf/__init__`, which registers the OpenMind Auto classes.
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def load_model(path: str, device: str = "auto", dtype: str = "auto", allow_pickled_weights: bool = False):
+    """Any image-text-to-text checkpoint (plain or quantized) and its processor, in eval mode on `device`."""
+    from transformers import AutoProcessor
+
+    from ..building.inference import load_model_for_inference
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -106,7 +110,8 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto"):
         torch_dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    model = load_model_for_inference(path, dtype=torch_dtype, allow_pickled_weights=allow_pickled_weights)
+    model = model.to(device).eval()
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
 
@@ -277,7 +282,7 @@ def run_evaluation(config: EvalConfig) -> dict:
     """Load `config.model`, evaluate it, write the report; returns the report."""
     select_tasks(config)  # a missing task file fails before the model loads
     start = time.perf_counter()
-    model, processor = load_model(config.model, config.device, config.dtype)
+    model, processor = load_model(config.model, config.device, config.dtype, config.allow_pickled_weights)
     load_seconds = time.perf_counter() - start
     report = evaluate(model, processor, config)
     report["timing"]["load_seconds"] = load_seconds

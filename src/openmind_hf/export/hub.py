@@ -26,7 +26,16 @@ from .quantize import QUANTO_MAP_FILE, QUANTO_WEIGHTS_FILE
 
 UPLOAD_SUFFIXES = (".safetensors", ".json", ".py", ".jinja", ".txt", ".model", ".tiktoken")
 # Written by Trainer or by us for our own use; the card summarises what matters in them.
-NEVER_UPLOADED = {"trainer_state.json", "training_args.json", "README.md", "all_results.json", "train_results.json"}
+# run_summary.json holds local paths and skipped records (which quote the user's data): the card carries its numbers.
+NEVER_UPLOADED = {
+    "trainer_state.json",
+    "training_args.json",
+    "README.md",
+    "all_results.json",
+    "train_results.json",
+    "run_summary.json",
+    "log_history.json",
+}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 PROCESSOR_FILES = ("processor_config.json", "tokenizer_config.json")
 

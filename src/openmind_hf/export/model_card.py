@@ -1,9 +1,12 @@
-"""The model card (README.md) that `openmind push` uploads with a checkpoint.
+"""The model card (README.md) that `openmind push` uploads with a checkpoint, and that [`write_model_card`] puts in
+a training output folder in place of TRL's generic one.
 
 Everything in it is read from the checkpoint directory, never typed by hand:
 - architecture and parameter counts from `config.json` (the model is built on the `meta` device to count);
 - quantization from `openmind_quantization.json` (written by `openmind quantize`);
-- training stages and data from `training_summary.json`, else `trainer_state.json` (see [`training_section`]);
+- training stages, data and metrics from `run_summary.json` (what every OpenMind training stage writes), following
+  the chain of stages back through the checkpoints each one started from; else a hand-written
+  `training_summary.json`, else `trainer_state.json` (see [`training_section`]);
 - metrics from an `openmind eval` report (`results/benchmarks.json`) when one is given;
 - a usage snippet that runs as written (the tests execute it against a Hub server).
 """
@@ -131,6 +134,12 @@ def quantization_section(model_dir: Path) -> str | None:
     return "\n".join(lines)
 
 
+RUN_SUMMARY = "run_summary.json"  # training.summary.SUMMARY_NAME (export does not import training)
+# Keys of run_summary.json that name the data and the checkpoint a stage started from, in order of preference.
+DATA_KEYS = ("datasets", "dataset_name", "dataset", "data", "train_files")
+START_KEYS = ("model_name_or_path", "init_from", "base_model")
+
+
 def _stages(summary) -> list[dict]:
     if isinstance(summary, dict) and isinstance(summary.get("stages"), list):
         return [s for s in summary["stages"] if isinstance(s, dict)]
@@ -139,7 +148,7 @@ def _stages(summary) -> list[dict]:
 
 STAGE_FIELDS = (
     ("stage", ("stage", "name")),
-    ("data", ("datasets", "dataset", "data", "train_files")),
+    ("data", DATA_KEYS),
     ("samples", ("num_samples", "train_samples")),
     ("epochs", ("epochs", "num_train_epochs", "epoch")),
     ("steps", ("global_step", "steps", "max_steps")),
@@ -158,34 +167,125 @@ def _field(stage: dict, keys: tuple[str, ...]) -> str:
     return "-"
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-run the stage or delete the file.") from None
+    return value if isinstance(value, dict) else {}
+
+
+def _summary_dir(model_dir: Path) -> Path | None:
+    # A LoRA run saves the merged model in `output_dir/merged`; its summary sits one level up.
+    for folder in (model_dir, model_dir.parent):
+        if (folder / RUN_SUMMARY).is_file():
+            return folder
+    return None
+
+
+def _run_stage(folder: Path) -> dict:
+    """One stage's row from `run_summary.json`, with the optimiser settings from `training_args.json` beside it."""
+    summary = _read_json(folder / RUN_SUMMARY)
+    metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    args = _read_json(folder / "training_args.json") if (folder / "training_args.json").is_file() else {}
+    stage = {key: summary[key] for key in (*DATA_KEYS, *START_KEYS) if summary.get(key)}
+    stage.update(
+        stage=summary.get("stage"),
+        global_step=summary.get("global_step"),
+        epoch=metrics.get("epoch"),
+        learning_rate=args.get("learning_rate"),
+        final_loss=metrics.get("train_loss"),
+        metrics=metrics,
+        trainable=summary.get("trainable_parameters") or {},
+        skipped=(summary.get("skipped") or {}).get("count", 0),
+        wall_seconds=summary.get("wall_seconds"),
+    )
+    return stage
+
+
+def run_stages(model_dir: str | Path) -> list[dict]:
+    """The stages that produced `model_dir`, oldest first: its `run_summary.json`, then, while a stage names the
+    checkpoint it started from (`model_name_or_path`) and that folder has a summary too, the earlier ones."""
+    stages, seen = [], set()
+    folder = _summary_dir(Path(model_dir))
+    while folder is not None and folder.resolve() not in seen:
+        seen.add(folder.resolve())
+        stage = _run_stage(folder)
+        stages.append(stage)
+        start = next((stage[k] for k in START_KEYS if stage.get(k)), None)
+        folder = _summary_dir(Path(start)) if isinstance(start, str) and Path(start).is_dir() else None
+    return stages[::-1]
+
+
+def _trainable(counts: dict) -> str:
+    parts = [f"{name} {_human(v['trainable'])}/{_human(v['total'])}" for name, v in sorted(counts.items())]
+    return ", ".join(parts) or "-"
+
+
+def _run_section(stages: list[dict]) -> str:
+    lines = ["## Training", "", "Recorded by OpenMind's trainer in `run_summary.json` after each stage:", ""]
+    lines.append("| stage | data | steps | epochs | learning rate | final train loss | trainable | skipped records |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for stage in stages:
+        cells = [_field(stage, keys) for _, keys in (STAGE_FIELDS[0], STAGE_FIELDS[1], STAGE_FIELDS[4])]
+        cells += [_field(stage, ("epoch",)), _field(stage, ("learning_rate",)), _field(stage, ("final_loss",))]
+        cells += [_trainable(stage["trainable"]), str(stage["skipped"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Metrics at the end of each stage:", ""]
+    for stage in stages:
+        shown = ", ".join(f"`{k}` {_field(stage['metrics'], (k,))}" for k in sorted(stage["metrics"]))
+        lines.append(f"- {stage['stage']}: {shown or 'none recorded'}")
+    if not any(stage.get(k) for stage in stages for k in DATA_KEYS):
+        lines += ["", "The training data is not named in the run record."]
+    return "\n".join(lines)
+
+
+def _data_names(stages: list[dict]) -> list[str]:
+    names: list[str] = []
+    for stage in stages:
+        data = next((stage[k] for k in DATA_KEYS if stage.get(k)), [])
+        names += [data] if isinstance(data, str) else [str(d) for d in data]
+    return list(dict.fromkeys(names))
+
+
 def training_section(model_dir: Path) -> tuple[str, list[str]]:
     r"""The training section and the dataset names it mentions.
 
-    Reads `training_summary.json`: either `{"stages": [{...}, ...]}` or one stage's dict, each stage with any of
-    `stage`, `datasets` (list or str), `num_samples`, `epochs`, `global_step`, `learning_rate`, `final_loss`
-    (and the synonyms in `STAGE_FIELDS`). Without it, `trainer_state.json` gives steps, epochs and the last loss.
+    Reads, in this order:
+    - `run_summary.json` (written by every OpenMind training stage; also looked for one level up, for a LoRA run's
+      `merged/` model) with the learning rate from `training_args.json` beside it, following earlier stages through
+      the summary's `model_name_or_path`; the data is named when the summary has `datasets` (or `dataset_name`);
+    - `training_summary.json`, hand-written: `{"stages": [{...}, ...]}` or one stage's dict, each stage with any of
+      `stage`, `datasets` (list or str), `num_samples`, `epochs`, `global_step`, `learning_rate`, `final_loss`
+      (and the synonyms in `STAGE_FIELDS`);
+    - `trainer_state.json`: steps, epochs and the last loss.
     """
+    model_dir = Path(model_dir)
+    stages = run_stages(model_dir)
+    if stages:
+        return _run_section(stages), _data_names(stages)
     summary_path, state_path = model_dir / "training_summary.json", model_dir / "trainer_state.json"
     if summary_path.is_file():
-        stages = _stages(json.loads(summary_path.read_text()))
+        stages = _stages(_read_json(summary_path))
         source = "training_summary.json"
     elif state_path.is_file():
-        state = json.loads(state_path.read_text())
+        state = _read_json(state_path)
         losses = [entry["loss"] for entry in state.get("log_history", []) if "loss" in entry]
         stages = [{"stage": "trainer", "global_step": state.get("global_step"), "epoch": state.get("epoch")}]
         stages[0]["final_loss"] = losses[-1] if losses else None
         source = "trainer_state.json"
     else:
-        return "## Training\n\nNo training record (`training_summary.json` / `trainer_state.json`) was found.", []
+        return (
+            f"## Training\n\nNo training record (`{RUN_SUMMARY}`, `training_summary.json` or `trainer_state.json`) "
+            "was found beside the weights.",
+            [],
+        )
     lines = ["## Training", "", f"From `{source}`:", ""]
     lines.append("| " + " | ".join(name for name, _ in STAGE_FIELDS) + " |")
     lines.append("|" + "---|" * len(STAGE_FIELDS))
-    datasets: list[str] = []
     for stage in stages:
         lines.append("| " + " | ".join(_field(stage, keys) for _, keys in STAGE_FIELDS) + " |")
-        data = next((stage[k] for k in ("datasets", "dataset") if stage.get(k)), [])
-        datasets += [data] if isinstance(data, str) else [str(d) for d in data]
-    return "\n".join(lines), list(dict.fromkeys(datasets))
+    return "\n".join(lines), _data_names(stages)
 
 
 def evaluation_section(benchmarks: dict | None) -> str | None:
@@ -306,6 +406,18 @@ def build_model_card(
     )
 
 
+def write_model_card(
+    model_dir: str | Path, repo_id: str | None = None, benchmarks: dict | str | Path | None = None
+) -> Path:
+    """Writes our card as `model_dir/README.md`, replacing whatever is there (TRL's generic card names no base
+    model, data or metrics). `repo_id` defaults to the folder's path, so the usage snippet loads it as it is."""
+    model_dir = Path(model_dir)
+    card = build_model_card(model_dir, repo_id or str(model_dir), benchmarks)
+    path = model_dir / "README.md"
+    path.write_text(card)
+    return path
+
+
 def extract_python_snippet(card: str) -> str:
     """The first ```python block of a card (the tests run it)."""
     start = card.index("```python\n") + len("```python\n")
@@ -314,6 +426,8 @@ def extract_python_snippet(card: str) -> str:
 
 __all__ = [
     "build_model_card",
+    "run_stages",
+    "write_model_card",
     "count_parameters",
     "architecture_section",
     "training_section",

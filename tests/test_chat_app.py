@@ -191,6 +191,21 @@ def test_corrupt_image_shows_an_error_and_the_next_request_works(client, chat):
     assert sum("again.png" in str(m["content"]) for m in shown) == 1
 
 
+def test_a_crafted_request_cannot_make_the_page_read_other_files(chat, tmp_path):
+    import httpx
+
+    secret = tmp_path / "secret.png"
+    red_png(secret)
+    url = chat[0]
+    payload = {
+        "data": [{"text": "x", "files": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}]}, False, 0, 0, 8]
+    }
+    event = httpx.post(url + "gradio_api/call/send", json=payload).json()["event_id"]
+    answer = httpx.get(url + f"gradio_api/call/send/{event}", timeout=60).text
+    assert "event: error" in answer and "not uploaded by a user" in answer, answer
+    assert httpx.get(url + f"gradio_api/file={secret}").status_code == 403
+
+
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 

@@ -76,3 +76,62 @@ def test_converted_model_matches_llava(tmp_path, kind):
     assert diff <= 1e-5
     kwargs = {"max_new_tokens": 8, "do_sample": False}
     assert torch.equal(converted.generate(**our_inputs, **kwargs), llava.generate(**reference_inputs, **kwargs))
+
+
+def _tokenizer_without_openmind_tokens():
+    """A word-level tokenizer trained here (milliseconds) with `<image>` but none of the tokens OpenMind adds."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    corpus = ["USER: <image>\nWhat color? ASSISTANT: red green blue yellow", "and this? a the is it"] * 4
+    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<s>", "</s>", "<image>"])
+    backend.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        extra_special_tokens={"image_token": "<image>"},
+    )  # fmt: skip
+
+
+def test_conversion_grows_an_embedding_matrix_without_spare_rows(tmp_path):
+    # The LLaVA vocabulary is exactly the tokenizer: `<audio>`, `<video>`, `<think>`, `</think>` need new rows.
+    tokenizer = _tokenizer_without_openmind_tokens()
+    vocab_size = len(tokenizer)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=24, patch_size=6)  # fmt: skip
+    text = LlamaConfig(vocab_size=vocab_size, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = LlavaConfig(vision_config=vision, text_config=text, image_seq_length=16,
+                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"))  # fmt: skip
+    torch.manual_seed(0)
+    llava = LlavaForConditionalGeneration(config).eval()
+    image_processor = CLIPImageProcessorPil(size={"height": 24, "width": 24}, crop_size={"height": 24, "width": 24},
+                                            do_center_crop=False)  # fmt: skip
+    llava_processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=6,
+                                     vision_feature_select_strategy="default", num_additional_image_tokens=1)  # fmt: skip
+    src = tmp_path / "llava"
+    llava.save_pretrained(src)
+    llava_processor.save_pretrained(src)
+
+    from openmind_hf.export.convert_llava import convert_llava_checkpoint
+
+    converted, processor = convert_llava_checkpoint(src, tmp_path / "openmind")
+    added = [processor.tokenizer.convert_tokens_to_ids(t) for t in ("<audio>", "<video>", "<think>", "</think>")]
+    assert sorted(added) == list(range(vocab_size, vocab_size + 4))
+    assert converted.config.text_config.vocab_size == vocab_size + 4
+    image = Image.new("RGB", (24, 24), (30, 200, 90))
+    prompt = "USER: <image>\nWhat color? ASSISTANT:"
+    reference = llava_processor(images=image, text=prompt, return_tensors="pt")
+    ours = processor(images=image, text=prompt, return_tensors="pt")
+    assert torch.equal(ours["input_ids"], reference["input_ids"])
+    with torch.no_grad():
+        expected = llava(**reference).logits
+        got = converted.eval()(**ours).logits
+    torch.testing.assert_close(got[..., :vocab_size], expected, atol=1e-5, rtol=1e-5)
+    # The added tokens' logits are the mean of the original ones: below the best token, never generated.
+    assert (got[..., vocab_size:].max(-1).values < got[..., :vocab_size].max(-1).values).all()
+    kwargs = {"max_new_tokens": 8, "min_new_tokens": 8, "do_sample": False}
+    generated = converted.generate(**ours, **kwargs)
+    assert torch.equal(generated, llava.generate(**reference, **kwargs))
+    assert not torch.isin(generated, torch.tensor(added)).any()

@@ -173,9 +173,12 @@ class TestModel:
         broken = dict(batch, pixel_values=batch["pixel_values"][:2])
         with pytest.raises(ValueError, match=r"tokens: 48, features: 32"):
             model(**broken)
-        no_audio = {k: v for k, v in batch.items() if k not in ("input_features", "feature_attention_mask")}
-        with pytest.raises(ValueError, match="no `input_features`"):
-            model(**no_audio)
+        # Audio is checked the same way; placeholders with no media at all stay plain tokens, as in LLaVA
+        # (TestTransformersConventions.test_placeholders_without_media_are_plain_tokens).
+        one_clip = dict(batch, input_features=batch["input_features"][:1])
+        one_clip["feature_attention_mask"] = batch["feature_attention_mask"][:1]
+        with pytest.raises(ValueError, match=r"<audio> features and <audio> tokens do not match: tokens: \d+"):
+            model(**one_clip)
 
     def test_batch_invariance(self, model_and_processor):
         """A sample's logits do not depend on what else is in the (padded) batch."""
@@ -460,3 +463,169 @@ def test_from_pretrained_components(tmp_path):
     )
     assert (inputs["input_ids"] == vocab["<image>"]).sum() == 4
     assert reloaded(**inputs).logits.shape[-1] == len(proc.tokenizer)
+
+
+# ---------------------------------------------------------------- transformers conventions (issue 11)
+
+
+def _prompt_batch(processor):
+    processor.tokenizer.padding_side = "left"
+    try:
+        batch = _mixed_batch(processor, with_answers=False)
+    finally:
+        processor.tokenizer.padding_side = "right"
+    return batch
+
+
+class TestTransformersConventions:
+    def test_past_key_values_is_used_not_dropped(self, model_and_processor):
+        # `past_key_values=` used to vanish into **kwargs next to `cache=None`: the decode step saw no history.
+        model, processor = model_and_processor
+        batch = _mixed_batch(processor, with_answers=False)
+        with torch.no_grad():
+            prefill = model(**batch, use_cache=True)
+            step = torch.full((batch["input_ids"].shape[0], 1), 7)
+            mask = torch.cat([batch["attention_mask"], torch.ones_like(step)], dim=1)
+            full = model(**{**batch, "input_ids": torch.cat([batch["input_ids"], step], 1), "attention_mask": mask})
+            decoded = model(input_ids=step, attention_mask=mask, past_key_values=prefill.cache)
+        assert decoded.cache.get_seq_length() == mask.shape[1]
+        torch.testing.assert_close(decoded.logits[:, -1], full.logits[:, -1], atol=1e-5, rtol=1e-5)
+
+    def test_return_dict_false_gives_tuples(self, model_and_processor):
+        model, processor = model_and_processor
+        batch = _mixed_batch(processor)
+        labels = batch.pop("assistant_masks") * batch["input_ids"] - 100 * (1 - batch["attention_mask"])
+        with torch.no_grad():
+            as_dict = model(**batch, labels=labels)
+            as_tuple = model(**batch, labels=labels, return_dict=False)
+            base = model.model(**batch, return_dict=False)
+        assert isinstance(as_tuple, tuple) and isinstance(base, tuple)
+        torch.testing.assert_close(as_tuple[0], as_dict.loss)
+        torch.testing.assert_close(as_tuple[1], as_dict.logits)
+        torch.testing.assert_close(base[0], model.model(**batch).last_hidden_state)
+
+    def test_loss_uses_shift_labels(self, model_and_processor):
+        # Context parallelism passes `shift_labels` (already shifted); they must define the loss.
+        model, processor = model_and_processor
+        batch = _mixed_batch(processor)
+        batch.pop("assistant_masks")
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+        other = shifted.masked_fill(torch.arange(shifted.shape[1]) % 2 == 0, -100)  # keep every other target
+        with torch.no_grad():
+            logits = model(**batch).logits
+            from_labels = model(**batch, labels=labels).loss
+            from_shifted = model(**batch, labels=labels, shift_labels=shifted).loss
+            from_other = model(**batch, labels=labels, shift_labels=other).loss
+        expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), other.flatten(), ignore_index=-100)
+        torch.testing.assert_close(from_shifted, from_labels)
+        torch.testing.assert_close(from_other, expected, atol=1e-5, rtol=1e-5)
+
+    def test_inputs_embeds_with_media_merges_them(self, model_and_processor):
+        # With `inputs_embeds`, pixel_values / input_features used to be ignored silently.
+        model, processor = model_and_processor
+        batch = _mixed_batch(processor, with_answers=False)
+        input_ids = batch.pop("input_ids")
+        embeds = model.get_input_embeddings()(input_ids)
+        with torch.no_grad():
+            from_ids = model(input_ids=input_ids, **batch).logits
+            from_embeds = model(inputs_embeds=embeds, **batch).logits
+            text_only = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+        torch.testing.assert_close(from_embeds, from_ids, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(text_only, from_ids, atol=1e-3)
+        with pytest.raises(ValueError, match=r"tokens: 48, features: 32"):
+            model(inputs_embeds=embeds, **{**batch, "pixel_values": batch["pixel_values"][:2]})
+
+    def test_feature_methods_return_output_objects(self, model_and_processor):
+        model, processor = model_and_processor
+        batch = _mixed_batch(processor, with_answers=False)
+        cfg = model.config
+        with torch.no_grad():
+            image = model.get_image_features(batch["pixel_values"], output_hidden_states=True)
+            audio = model.get_audio_features(
+                batch["input_features"], batch["feature_attention_mask"], output_hidden_states=True
+            )
+            as_tuple = model.get_image_features(batch["pixel_values"], return_dict=False)
+            out = model(**batch)
+        n_images = batch["pixel_values"].shape[0]
+        assert image.pooler_output.shape == (n_images, cfg.num_image_tokens, cfg.text_config.hidden_size)
+        assert len(image.hidden_states) == cfg.vision_config.num_hidden_layers + 1
+        assert isinstance(as_tuple, tuple)
+        assert len(audio.pooler_output) == batch["input_features"].shape[0]
+        assert len(audio.hidden_states) == cfg.audio_config.encoder_layers + 1
+        # The projected media travel with the outputs.
+        torch.testing.assert_close(out.image_hidden_states, image.pooler_output.flatten(0, 1))
+        torch.testing.assert_close(out.audio_hidden_states, torch.cat(audio.pooler_output))
+        n_audio_tokens = int((batch["input_ids"] == cfg.audio_token_id).sum())
+        assert out.audio_hidden_states.shape[0] == n_audio_tokens
+
+    def test_model_without_audio_tower_says_so(self):
+        config = tiny_config(audio_config=None, audio_token_id=None)
+        model = OpenMindForConditionalGeneration(config).eval()
+        with pytest.raises(ValueError, match="has no audio tower"):
+            model.get_audio_features(torch.zeros(1, 80, 3000))
+        with pytest.raises(ValueError, match="has no audio tower"):
+            model(input_ids=torch.tensor([[5, 6]]), input_features=torch.zeros(1, 80, 3000))
+
+    def test_video_features_need_only_the_frames(self, model_and_processor):
+        model, _ = model_and_processor
+        size = model.config.vision_config.image_size
+        clips = torch.randn(2, 3, 3, size, size)  # [videos, frames, 3, H, W]
+        with torch.no_grad():
+            stacked = model.get_video_features(clips).pooler_output
+            flat = model.get_video_features(clips.flatten(0, 1), torch.tensor([3, 3])).pooler_output
+        assert len(stacked) == 2
+        pool = model.config.video_temporal_pool
+        assert stacked[0].shape[0] == -(-3 // pool) * model.config.num_image_tokens  # frames averaged by `pool`
+        torch.testing.assert_close(stacked, flat)
+
+    def test_placeholders_without_media_are_plain_tokens(self, model_and_processor):
+        # As LLaVA: no media, no merge (a draft model or decode step gets no pixels). With media, counts are checked.
+        model, processor = model_and_processor
+        batch = _mixed_batch(processor, with_answers=False)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        with torch.no_grad():
+            no_media = model(input_ids=ids, attention_mask=mask).logits
+            from_embeds = model(inputs_embeds=model.get_input_embeddings()(ids), attention_mask=mask).logits
+        torch.testing.assert_close(no_media, from_embeds)
+
+    def test_assisted_and_prompt_lookup_decoding_with_image_and_audio(self, model_and_processor):
+        model, processor = model_and_processor
+        batch = {k: v[1:2] if k in ("input_ids", "attention_mask") else v for k, v in _prompt_batch(processor).items()}
+        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        one = _mixed_batch(processor, with_answers=False)  # rows: image / audio / text / image+image+audio
+        kwargs = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
+        for row, keys in ((0, ("pixel_values",)), (1, ("input_features", "feature_attention_mask"))):
+            length = int(one["attention_mask"][row].sum())
+            inputs = {"input_ids": one["input_ids"][row : row + 1, :length]}
+            if row == 0:
+                inputs["pixel_values"] = one["pixel_values"][:1]
+            else:
+                n_image_clips = 0  # row 1 holds the first audio clip
+                inputs["input_features"] = one["input_features"][n_image_clips : n_image_clips + 1]
+                inputs["feature_attention_mask"] = one["feature_attention_mask"][:1]
+            assert all(k in inputs for k in keys)
+            greedy = model.generate(**inputs, **kwargs)
+            assisted = model.generate(**inputs, assistant_model=model, **kwargs)
+            lookup = model.generate(**inputs, prompt_lookup_num_tokens=2, **kwargs)
+            assert torch.equal(assisted, greedy) and torch.equal(lookup, greedy)
+        assert batch  # the batched prompt built above stays valid for left-padded generation
+
+    def test_static_cache_and_compiled_generation_match_dynamic(self, model_and_processor):
+        from transformers import CompileConfig
+
+        model, processor = model_and_processor
+        assert model._can_compile_fullgraph
+        batch = _prompt_batch(processor)
+        kwargs = {"max_new_tokens": 5, "min_new_tokens": 5, "do_sample": False}
+        dynamic = model.generate(**batch, **kwargs)
+        static = model.generate(**batch, cache_implementation="static", **kwargs)
+        # fullgraph tracing of the decode step through dynamo (the "eager" backend skips inductor's codegen).
+        compiled = model.generate(
+            **batch,
+            cache_implementation="static",
+            compile_config=CompileConfig(backend="eager", fullgraph=True),
+            disable_compile=False,
+            **kwargs,
+        )
+        assert torch.equal(static, dynamic) and torch.equal(compiled, dynamic)

@@ -63,6 +63,11 @@ def convert_llava_checkpoint(src: str | Path, dst: str | Path | None = None):
     tokenizer = llava_processor.tokenizer
     add_openmind_tokens(tokenizer)
     token_ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (*EXTRA_TOKENS, *THINK_TOKENS)}
+    # A checkpoint whose embedding matrix has no spare rows for the added tokens grows first (the config validates
+    # every token id against the vocabulary). New embedding rows start at the mean embedding and new lm_head rows at
+    # the mean row, so they never win the argmax over the original vocabulary and greedy decoding is unchanged.
+    if len(tokenizer) > llava.config.text_config.vocab_size:
+        resize_with_mean_rows(llava, len(tokenizer))
 
     config = openmind_config_from_llava(llava.config, {**token_ids})
     model = OpenMindForConditionalGeneration(config)
@@ -72,12 +77,6 @@ def convert_llava_checkpoint(src: str | Path, dst: str | Path | None = None):
     if missing or unexpected:
         raise ValueError(f"LLaVA -> OpenMind weight mismatch: missing {missing[:10]}, unexpected {unexpected[:10]}")
     model.tie_weights()
-
-    # New tokens start at the mean embedding; their lm_head rows at the mean row, so they never win the argmax
-    # over the original vocabulary and greedy decoding is unchanged.
-    old_vocab = config.text_config.vocab_size
-    if len(tokenizer) > old_vocab:
-        resize_with_mean_rows(model, len(tokenizer))
     model.generation_config = llava.generation_config
 
     processor = OpenMindProcessor(

@@ -12,10 +12,22 @@ from torch import nn
 from transformers import AutoModel, GenerationMixin, LogitsProcessorList, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GenericForSequenceClassification
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, BaseModelOutputWithPooling, CausalLMOutputWithPast
+from transformers.utils import torch_compilable_check
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_openmind import OpenMindConfig, audio_encoder_output_length
 from .generation_openmind import ThinkingBudgetLogitsProcessor
+
+# transformers 5.20 renamed `past_key_values` to `cache` (model kwarg and output field); vLLM pins 5.16.1-5.19.
+CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+try:  # transformers >= 5.20 captures just the hidden states listed by index; older ones index a list differently
+    from transformers.utils.output_capturing import selected_hidden_states  # noqa: F401
+
+    SELECTS_HIDDEN_STATES = True
+except ImportError:
+    SELECTS_HIDDEN_STATES = False
 
 
 @dataclass
@@ -25,16 +37,25 @@ class OpenMindModelOutputWithPast(BaseModelOutputWithPast):
         Projected image (and video) features that filled the placeholder positions.
     audio_hidden_states (`torch.FloatTensor` of shape `(num_audio_tokens_in_batch, hidden_size)`, *optional*):
         Projected audio features that filled the placeholder positions.
+    image_outputs / audio_outputs ([`BaseModelOutputWithPooling`], *optional*):
+        What `get_image_features` / `get_audio_features` returned (the tower's states and attentions, and the
+        projected features per image / clip as `pooler_output`), as LLaVA returns `image_outputs`.
     """
 
     image_hidden_states: torch.FloatTensor | None = None
     audio_hidden_states: torch.FloatTensor | None = None
+    image_outputs: BaseModelOutputWithPooling | None = None
+    audio_outputs: BaseModelOutputWithPooling | None = None
 
 
 @dataclass
 class OpenMindCausalLMOutputWithPast(CausalLMOutputWithPast):
+    r"""The fields of [`CausalLMOutputWithPast`] plus the media ones of [`OpenMindModelOutputWithPast`]."""
+
     image_hidden_states: torch.FloatTensor | None = None
     audio_hidden_states: torch.FloatTensor | None = None
+    image_outputs: BaseModelOutputWithPooling | None = None
+    audio_outputs: BaseModelOutputWithPooling | None = None
 
 
 class OpenMindVisionProjector(nn.Module):
@@ -137,7 +158,7 @@ class OpenMindPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flex_attn = True
     _supports_attention_backend = True
-    _can_compile_fullgraph = False  # the media merge checks counts on the host; the LM inside compiles fully
+    _can_compile_fullgraph = True  # the count check is `torch_compilable_check`; decode steps carry no media
 
     # Keys a checkpoint may lack / carry for this class (the reward head loads from a causal-LM checkpoint).
     _allowed_missing_prefixes: tuple[str, ...] = ()
@@ -198,66 +219,161 @@ class OpenMindModel(OpenMindPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
 
-    def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
-        """[N, 3, H, W] -> [N, num_image_tokens, D]. A frozen tower runs without autograd."""
+    @can_return_tuple
+    def get_image_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Runs the vision tower and the projector. A frozen tower runs without autograd.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, height, width)`): the images.
+            output_hidden_states (`bool`, *optional*): return every hidden state of the tower (otherwise only the
+                `vision_feature_layer` ones are captured, the others are `None`).
+            output_attentions (`bool`, *optional*): return the tower's attention weights.
+
+        Returns:
+            [`BaseModelOutputWithPooling`]: `pooler_output` [N, num_image_tokens, D_text] (projected, what fills the
+            `<image>` positions), `last_hidden_state` [N, T, D_vision] of the tower, `hidden_states`, `attentions`.
+        """
         cfg = self.config
         layers = [cfg.vision_feature_layer] if isinstance(cfg.vision_feature_layer, int) else cfg.vision_feature_layer
+        if output_hidden_states is None:
+            output_hidden_states = bool(getattr(self.vision_tower.config, "output_hidden_states", False))
+        if output_attentions is not None:  # None: the tower's config decides
+            kwargs["output_attentions"] = output_attentions
         grad = contextlib.nullcontext() if not _frozen(self.vision_tower) else torch.no_grad()
         with grad:
-            pixel_values = pixel_values.to(self.vision_tower.dtype)
-            states = self.vision_tower(pixel_values, output_hidden_states=True).hidden_states
-            selected = [states[i] for i in layers]
+            tower = self.vision_tower(
+                pixel_values.to(self.vision_tower.dtype),
+                # a list of indices makes the tower capture only the states the projector uses
+                output_hidden_states=True if output_hidden_states or not SELECTS_HIDDEN_STATES else list(layers),
+                return_dict=True,
+                **kwargs,
+            )
+            selected = [tower.hidden_states[i] for i in layers]
             if cfg.vision_feature_select_strategy == "default":
                 selected = [s[:, 1:] for s in selected]
             features = torch.cat(selected, dim=-1)
-        return self.multi_modal_projector(features)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=tower.last_hidden_state,
+            pooler_output=self.multi_modal_projector(features),
+            hidden_states=tower.hidden_states,
+            attentions=tower.attentions,
+        )
 
-    def get_video_features(self, pixel_values_videos: torch.FloatTensor, video_num_frames: torch.LongTensor):
-        """[sum F, 3, H, W] -> [sum ceil(F_i / pool) * num_image_tokens, D]: frames averaged in groups of `pool`."""
-        frames = self.get_image_features(pixel_values_videos)  # [sum F, T, D]
+    @can_return_tuple
+    def get_video_features(
+        self,
+        pixel_values_videos: torch.FloatTensor,
+        video_num_frames: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Frames run through the vision tower; each clip's frames are averaged in groups of `video_temporal_pool`.
+
+        Args:
+            pixel_values_videos (`torch.FloatTensor`): `(num_videos, frames, 3, H, W)`, or the processor's flat
+                `(total_frames, 3, H, W)` with `video_num_frames`.
+            video_num_frames (`torch.LongTensor` of shape `(num_videos,)`, *optional*): frames per clip of a flat
+                input. Without it a flat input is read as one-frame clips.
+            kwargs: `output_hidden_states` / `output_attentions`, as in [`~OpenMindModel.get_image_features`].
+
+        Returns:
+            [`BaseModelOutputWithPooling`]: `pooler_output` is a tuple with one [ceil(F_i / pool) * num_image_tokens,
+            D_text] tensor per clip; the other fields are the tower's, over all frames.
+        """
+        if pixel_values_videos.ndim == 5:  # [V, F, 3, H, W] -> [V*F, 3, H, W]
+            video_num_frames = [pixel_values_videos.shape[1]] * pixel_values_videos.shape[0]
+            pixel_values_videos = pixel_values_videos.flatten(0, 1)
+        elif video_num_frames is None:
+            video_num_frames = [1] * pixel_values_videos.shape[0]
+        elif torch.is_tensor(video_num_frames):
+            video_num_frames = video_num_frames.tolist()
+        outputs = self.get_image_features(pixel_values_videos, return_dict=True, **kwargs)
         pool = self.config.video_temporal_pool
-        pooled = []
-        for clip in torch.split(frames, video_num_frames.tolist()):
+        clips = []
+        for clip in torch.split(outputs.pooler_output, video_num_frames):  # [F, T, D] each
             if pool > 1:  # [F, T, D] -> [ceil(F/pool), T, D]
                 clip = F.avg_pool1d(clip.permute(1, 2, 0), pool, pool, ceil_mode=True).permute(2, 0, 1)
-            pooled.append(clip.reshape(-1, clip.shape[-1]))
-        return torch.cat(pooled)
+            clips.append(clip.reshape(-1, clip.shape[-1]))
+        outputs.pooler_output = tuple(clips)
+        return outputs
 
+    @can_return_tuple
     def get_audio_features(
-        self, input_features: torch.FloatTensor, feature_attention_mask: torch.LongTensor | None = None
-    ) -> torch.FloatTensor:
-        """[N, mels, T_mel] -> [sum of tokens per clip, D]: each clip keeps only the tokens of its real length."""
+        self,
+        input_features: torch.FloatTensor,
+        feature_attention_mask: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Runs the audio encoder and the projector.
+
+        Args:
+            input_features (`torch.FloatTensor` of shape `(num_clips, num_mel_bins, mel_frames)`): log-mel features.
+            feature_attention_mask (`torch.LongTensor` of shape `(num_clips, mel_frames)`, *optional*): 1 on real
+                frames. Each clip then keeps only the tokens of its real length.
+            output_hidden_states / output_attentions (`bool`, *optional*): return the encoder's states / weights.
+
+        Returns:
+            [`BaseModelOutputWithPooling`]: `pooler_output` is a tuple with one [tokens_i, D_text] tensor per clip
+            (what fills its `<audio>` positions); `last_hidden_state` [N, T_enc, D_audio] is the encoder's.
+        """
+        if self.audio_tower is None:
+            raise ValueError(
+                "This OpenMind model has no audio tower (config.audio_config is None), so it has no audio features: "
+                "build it with an audio_config to use audio."
+            )
+        for name, value in (("output_hidden_states", output_hidden_states), ("output_attentions", output_attentions)):
+            if value is not None:  # None: the encoder's config decides
+                kwargs[name] = value
         grad = contextlib.nullcontext() if not _frozen(self.audio_tower) else torch.no_grad()
         with grad:
-            frames = self.audio_tower(input_features.to(self.audio_tower.dtype)).last_hidden_state  # [N, T_enc, D_a]
-        tokens = self.audio_projector(frames)  # [N, ceil(T_enc / stride), D]
+            encoded = self.audio_tower(input_features.to(self.audio_tower.dtype), return_dict=True, **kwargs)
+        tokens = self.audio_projector(encoded.last_hidden_state)  # [N, T_enc, D_a] -> [N, ceil(T_enc / stride), D]
         if feature_attention_mask is None:
-            return tokens.reshape(-1, tokens.shape[-1])
-        mel_lengths = feature_attention_mask.sum(-1)
-        frame_lengths = audio_encoder_output_length(mel_lengths, self.config.audio_config.model_type)
-        token_lengths = -(-frame_lengths // self.config.audio_pool_stride)  # ceil
-        keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < token_lengths.to(tokens.device)[:, None]
-        return tokens[keep]
+            clips = tuple(tokens)
+        else:
+            mel_lengths = feature_attention_mask.sum(-1)
+            frame_lengths = audio_encoder_output_length(mel_lengths, self.config.audio_config.model_type)
+            token_lengths = -(-frame_lengths // self.config.audio_pool_stride)  # ceil
+            clips = tuple(clip[:length] for clip, length in zip(tokens, token_lengths.tolist()))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=encoded.last_hidden_state,
+            pooler_output=clips,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
 
-    def _scatter(self, input_ids, embeds, token_id, features, name, input_name):
-        """Writes `features` [n, D] into the positions of `token_id`; the counts must match exactly."""
-        mask = input_ids == token_id  # [B, T]
-        if features is None:
-            # Decode steps carry no placeholders; only a prompt can, and then its media must be there.
-            if input_ids.shape[1] > 1 and bool(mask.any()):
-                raise ValueError(
-                    f"The input has {int(mask.sum())} {name} tokens but no `{input_name}` was given: "
-                    f"pass the {name} media (the processor expands each {name} into its tokens)."
-                )
-            return embeds
-        n_tokens, n_features = int(mask.sum()), features.shape[0]
-        if n_tokens != n_features:
-            raise ValueError(
-                f"{name} features and {name} tokens do not match: tokens: {n_tokens}, features: {n_features}. "
-                "Build inputs with the OpenMind processor and do not truncate inside a run of placeholder tokens."
-            )
-        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.device, embeds.dtype))
+    def _merge(self, input_ids, inputs_embeds, token_id, features, name):
+        """Writes `features` [n, D] into the placeholder positions of `token_id`; the counts must match exactly.
+        Without `input_ids`, the placeholders are the rows equal to the token's embedding (as LLaVA finds them)."""
+        if input_ids is not None:
+            mask = input_ids == token_id  # [B, T]
+        else:
+            token = self.get_input_embeddings()(torch.tensor(token_id, device=inputs_embeds.device))
+            mask = (inputs_embeds == token).all(-1)
+        n_tokens = mask.sum()
+        torch_compilable_check(
+            n_tokens == features.shape[0],
+            lambda: (
+                f"{name} features and {name} tokens do not match: tokens: {int(n_tokens)}, features: "
+                f"{features.shape[0]}. Build inputs with the OpenMind processor and do not truncate inside a run of "
+                "placeholder tokens."
+            ),
+        )
+        mask = mask.unsqueeze(-1).to(inputs_embeds.device)
+        return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -272,35 +388,34 @@ class OpenMindModel(OpenMindPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         **kwargs,
     ) -> OpenMindModelOutputWithPast:
+        r"""
+        Media given with the text fill its placeholder tokens (the counts must match). Placeholders without media
+        stay plain token embeddings, as in LLaVA: decode steps, draft models of assisted decoding and prompt lookup
+        see no media. `past_key_values` is accepted as the deprecated name of `cache`.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
-        image_features = audio_features = None
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)  # [B, T, D]
-            cfg = self.config
-            if self.vision_tower is not None:
-                if pixel_values is not None:
-                    image_features = self.get_image_features(pixel_values).flatten(0, 1)
-                inputs_embeds = self._scatter(
-                    input_ids, inputs_embeds, cfg.image_token_id, image_features, "<image>", "pixel_values"
-                )
-                if cfg.video_token_id is not None:
-                    video_features = None
-                    if pixel_values_videos is not None:
-                        video_features = self.get_video_features(pixel_values_videos, video_num_frames)
-                    inputs_embeds = self._scatter(
-                        input_ids, inputs_embeds, cfg.video_token_id, video_features, "<video>", "pixel_values_videos"
-                    )
-            elif pixel_values is not None or pixel_values_videos is not None:
-                raise ValueError("This OpenMind model has no vision tower, but images or videos were given.")
-            if self.audio_tower is not None:
-                if input_features is not None:
-                    audio_features = self.get_audio_features(input_features, feature_attention_mask)
-                inputs_embeds = self._scatter(
-                    input_ids, inputs_embeds, cfg.audio_token_id, audio_features, "<audio>", "input_features"
-                )
-            elif input_features is not None:
+        cfg = self.config
+        image_features = audio_features = image_outputs = audio_outputs = None
+        if self.vision_tower is None and (pixel_values is not None or pixel_values_videos is not None):
+            raise ValueError("This OpenMind model has no vision tower, but images or videos were given.")
+        if pixel_values is not None:
+            image_outputs = self.get_image_features(pixel_values, return_dict=True)
+            image_features = image_outputs.pooler_output.flatten(0, 1)  # [N * num_image_tokens, D]
+            inputs_embeds = self._merge(input_ids, inputs_embeds, cfg.image_token_id, image_features, "<image>")
+        if pixel_values_videos is not None:
+            if cfg.video_token_id is None:
+                raise ValueError("Videos were given but config.video_token_id is None: set it to the `<video>` id.")
+            clips = self.get_video_features(pixel_values_videos, video_num_frames, return_dict=True).pooler_output
+            inputs_embeds = self._merge(input_ids, inputs_embeds, cfg.video_token_id, torch.cat(clips), "<video>")
+        if input_features is not None:
+            if self.audio_tower is None:
                 raise ValueError("This OpenMind model has no audio tower, but audio features were given.")
+            audio_outputs = self.get_audio_features(input_features, feature_attention_mask, return_dict=True)
+            audio_features = torch.cat(audio_outputs.pooler_output)  # [sum of tokens per clip, D]
+            inputs_embeds = self._merge(input_ids, inputs_embeds, cfg.audio_token_id, audio_features, "<audio>")
 
         if attention_mask is None and position_ids is not None and cache is None:
             # A packed row (position_ids restart per sample, no mask): transformers builds per-sample masks from
@@ -310,16 +425,19 @@ class OpenMindModel(OpenMindPreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            cache=cache,
+            **{CACHE_FIELD: cache},
+            return_dict=True,
             **kwargs,
         )
         return OpenMindModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            cache=outputs.cache,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=image_features,
             audio_hidden_states=audio_features,
+            image_outputs=image_outputs,
+            audio_outputs=audio_outputs,
         )
 
 
@@ -371,9 +489,10 @@ def _is_plain_linear(module: nn.Module) -> bool:
 def labelled_positions_loss(
     hidden_states: torch.Tensor,
     lm_head: nn.Module,
-    labels: torch.LongTensor,
+    labels: torch.LongTensor | None,
     num_items_in_batch=None,
     chunk: int = 512,
+    shift_labels: torch.LongTensor | None = None,
 ) -> torch.Tensor:
     """Causal-LM cross-entropy that runs the head only on positions with a label.
 
@@ -382,7 +501,8 @@ def labelled_positions_loss(
     trains goes through `_FusedLinearCrossEntropy`, which keeps no [rows, V] tensor for the backward either; any
     other head (LoRA-wrapped, quantized) runs through its own forward.
     """
-    shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t predicts label t+1: [B, T]
+    if shift_labels is None:  # `shift_labels` (already shifted, as context parallelism passes them) wins
+        shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]  # position t predicts label t+1: [B, T]
     selected = shift_labels != -100
     rows = hidden_states[selected.to(hidden_states.device)]  # [n, D]
     targets = shift_labels[selected].to(rows.device)  # [n]
@@ -423,12 +543,17 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.lm_head = value
 
-    def get_image_features(self, pixel_values: torch.FloatTensor) -> torch.FloatTensor:
-        return self.model.get_image_features(pixel_values)
+    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_image_features(pixel_values, **kwargs)
 
-    def get_audio_features(self, input_features, feature_attention_mask=None) -> torch.FloatTensor:
-        return self.model.get_audio_features(input_features, feature_attention_mask)
+    def get_video_features(self, pixel_values_videos, video_num_frames=None, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_video_features(pixel_values_videos, video_num_frames, **kwargs)
 
+    def get_audio_features(self, input_features, feature_attention_mask=None, **kwargs) -> BaseModelOutputWithPooling:
+        return self.model.get_audio_features(input_features, feature_attention_mask, **kwargs)
+
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -446,6 +571,8 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
         **kwargs,
     ) -> OpenMindCausalLMOutputWithPast:
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        # Context/sequence-parallel training passes labels already shifted (each rank holds a slice of the sequence).
+        shift_labels = kwargs.pop("shift_labels", None)
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -457,23 +584,29 @@ class OpenMindForConditionalGeneration(OpenMindPreTrainedModel, GenerationMixin)
             position_ids=position_ids,
             cache=cache,
             inputs_embeds=inputs_embeds,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state  # [B, T, D]
         loss = logits = None
-        if labels is not None:
-            loss = labelled_positions_loss(hidden_states, self.lm_head, labels, num_items_in_batch)
-        if labels is None or not self.loss_only_when_labelled:
+        labelled = labels is not None or shift_labels is not None
+        if labelled:
+            loss = labelled_positions_loss(
+                hidden_states, self.lm_head, labels, num_items_in_batch, shift_labels=shift_labels
+            )
+        if not labelled or not self.loss_only_when_labelled:
             keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
             logits = self.lm_head(hidden_states[:, keep, :])
         return OpenMindCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            cache=outputs.cache,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=outputs.image_hidden_states,
             audio_hidden_states=outputs.audio_hidden_states,
+            image_outputs=outputs.image_outputs,
+            audio_outputs=outputs.audio_outputs,
         )
 
     def generate(self, *args, thinking_budget: int | None = None, logits_processor=None, **kwargs):

@@ -71,15 +71,16 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
         no_eos = (last_end == length - 1) & (last_end >= self.prompt_length)
         if self.budget is not None:
             no_eos = no_eos | thinking
+        # Masks only, no host syncs: this runs once per generated token.
+        inf = float("-inf")
         scores = scores.clone()
-        scores[no_start, self.start_id] = float("-inf")
-        scores[no_end, self.end_id] = float("-inf")
+        scores[:, self.start_id] = scores[:, self.start_id].masked_fill(no_start, inf)
+        scores[:, self.end_id] = scores[:, self.end_id].masked_fill(no_end, inf)
         if self.eos:
-            rows = no_eos.nonzero().flatten()
-            scores[rows[:, None], torch.tensor(self.eos, device=scores.device)] = float("-inf")
-        if force_end is not None and force_end.any():
-            forced = torch.full_like(scores[0], float("-inf"))
-            forced[self.end_id] = 0.0
+            scores[:, self.eos] = scores[:, self.eos].masked_fill(no_eos[:, None], inf)
+        if force_end is not None:
+            forced = torch.full_like(scores, inf)
+            forced[:, self.end_id] = 0.0
             scores = torch.where(force_end[:, None], forced, scores)
         return scores
 

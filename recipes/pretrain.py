@@ -13,19 +13,42 @@ each caption is the assistant turn that follows its image or audio, so the loss 
         recipes/pretrain.py --config recipes/configs/openmind-7b/pretrain.yaml
 
 Any field of the three dataclasses can be given as a flag; flags override the YAML; unknown keys are an error.
+
+The flow is `recipes/sft.py`'s (collator, trainer, save, summary); only the stage, which sets the default
+freezing, differs.
 """
+
+import importlib.util
+from pathlib import Path
 
 from trl import TrlParser
 
 from openmind_hf.training.arguments import DataArguments, ModelArguments, OpenMindSFTConfig
-from openmind_hf.training.stages import run_stage
 
 
-def main(argv=None):
-    parser = TrlParser((ModelArguments, DataArguments, OpenMindSFTConfig))
-    model_args, data_args, training_args = parser.parse_args_and_config(args=argv)
-    return run_stage("pretrain", model_args, data_args, training_args)
+def _sft_recipe():
+    # Loaded by path: this file also runs as a script (`python recipes/pretrain.py`, `accelerate launch`), where
+    # recipes/ is no package.
+    spec = importlib.util.spec_from_file_location("openmind_recipe_sft", Path(__file__).with_name("sft.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((ModelArguments, DataArguments, OpenMindSFTConfig))
+
+
+def build_trainer(model_args, data_args, training_args, callbacks=None):
+    """The stage-1 trainer, ready to `train()`, with the processor and the run's bad-data report."""
+    return _sft_recipe().build_trainer(model_args, data_args, training_args, callbacks, stage="pretrain")
+
+
+def main(model_args, data_args, training_args, callbacks=None):
+    return _sft_recipe().main(model_args, data_args, training_args, callbacks, stage="pretrain")
 
 
 if __name__ == "__main__":
-    main()
+    parser = make_parser()
+    model_args, data_args, training_args = parser.parse_args_and_config()
+    main(model_args, data_args, training_args)

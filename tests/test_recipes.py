@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from training_data import write_training_data
+from training_data import build_recipe_trainer, run_recipe, write_training_data
 
-from openmind_hf.training.arguments import ModelArguments, parse_stage_args
+from openmind_hf.training.arguments import ModelArguments
 from openmind_hf.training.model_setup import prepare_model, tower_of
-from openmind_hf.training.stages import build_trainer
+from openmind_hf.training.recipe_loader import parse_stage_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "configs" / "tiny"
@@ -56,7 +56,7 @@ def test_recipe_runs_with_its_tiny_yaml(stage, data, tmp_path):
     out = tmp_path / stage
     argv = ["--config", str(TINY / f"{stage}.yaml"), "--dataset_name", str(data / DATA_FILE[stage]),
             "--output_dir", str(out), *QUICK, *(GRPO_QUICK if stage == "grpo" else [])]  # fmt: skip
-    summary = recipe.main(argv)
+    summary = recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
 
     assert summary.global_step == 2
     saved = json.loads((out / "run_summary.json").read_text())
@@ -128,7 +128,7 @@ def test_per_tower_learning_rates_become_optimizer_groups(data, tmp_path):
     argv = ["--preset", "tiny", "--dataset_name", str(data / "instruct_train.jsonl"), "--output_dir", str(tmp_path),
             "--freeze_vision", "false", "--freeze_audio", "false", "--learning_rate", "1e-3",
             "--vision_lr", "1e-5", "--audio_lr", "2e-5", "--projector_lr", "3e-4", "--report_to", "none"]  # fmt: skip
-    trainer, _, _ = build_trainer("sft", *parse_stage_args("sft", argv))
+    trainer, _, _ = build_recipe_trainer("sft", *parse_stage_args("sft", argv))
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in trainer.model.named_parameters()}
     expected = {"vision": 1e-5, "audio": 2e-5, "projectors": 3e-4, "llm": 1e-3}
@@ -150,12 +150,12 @@ def test_packing_checkpointing_attention_and_bad_records_under_skip(data, tmp_pa
             str(tmp_path), "--on_error", "skip", "--packing", "true", "--gradient_checkpointing", "true",
             "--attn_implementation", "eager", *QUICK]  # fmt: skip
     model_args, data_args, training_args = parse_stage_args("sft", argv)
-    trainer, _, report = build_trainer("sft", model_args, data_args, training_args)
+    trainer, _, report = build_recipe_trainer("sft", model_args, data_args, training_args)
     assert trainer.data_collator.collator.packing and not trainer.args.packing
     batch = trainer.data_collator([{"index": 0}, {"index": 1}])
     assert "attention_mask" not in batch and batch["position_ids"][0, 0] == 0 and batch["input_ids"].shape[0] == 1
     assert trainer.model.config._attn_implementation == "eager"
-    summary = _recipe("sft").main(argv)  # packed rows + activation checkpointing + eager attention train
+    summary = run_recipe("sft", argv)  # packed rows + activation checkpointing + eager attention train
     assert summary.global_step == 2
     assert summary.skipped["count"] == 2  # the invalid JSON line and the missing picture
     assert {r["sample_id"] for r in summary.skipped["records"]} >= {"broken"}
@@ -179,7 +179,7 @@ def test_tensorboard_and_offline_wandb_logging(data, tmp_path, monkeypatch):
     )
     argv = ["--config", str(config), "--dataset_name", str(data / "instruct_train.jsonl"),
             "--output_dir", str(tmp_path / "run"), *QUICK]  # fmt: skip
-    _recipe("sft").main(argv)
+    run_recipe("sft", argv)
     assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
     if "wandb" in report_to:
         assert list((tmp_path / "wandb").rglob("offline-run-*"))
@@ -199,7 +199,7 @@ def test_reward_model_scores_grpo_completions_with_media(data, tmp_path):
             "--output_dir", str(tmp_path / "grpo"), "--reward_funcs", "think_format", "--reward_model",
             str(reward_dir), *QUICK, *GRPO_QUICK]  # fmt: skip
     parsed = parse_stage_args("grpo", argv)
-    trainer, _, _ = build_trainer("grpo", parsed[0], parsed[1], parsed[-1], parsed[2])
+    trainer, _, _ = build_recipe_trainer("grpo", *parsed)
     scorer = trainer.reward_funcs[-1]
     calls = []
     scorer.model.model.vision_tower.register_forward_hook(lambda *a: calls.append("vision"))
@@ -272,7 +272,7 @@ def test_stage_1_composes_a_new_model_from_pretrained_towers(data, tmp_path):
     tokenizer.save_pretrained(tmp_path / "qwen2")
 
     out = tmp_path / "stage1"
-    summary = _recipe("pretrain").main([
+    summary = run_recipe("pretrain", [
         "--text_model", str(tmp_path / "qwen2"), "--vision_model", str(tmp_path / "siglip"),
         "--audio_model", str(tmp_path / "whisper"), "--dataset_name", str(data / "pretrain_train.jsonl"),
         "--output_dir", str(out), "--learning_rate", "1e-2", "--report_to", "none", *QUICK,
@@ -283,3 +283,37 @@ def test_stage_1_composes_a_new_model_from_pretrained_towers(data, tmp_path):
         assert torch.equal(trained[f"model.vision_tower.{name}"], tensor), name
     for name, tensor in lm.model.layers.state_dict().items():
         assert torch.equal(trained[f"model.language_model.layers.{name}"], tensor), name
+
+
+def test_min_quality_score_and_tasks_filter_what_every_recipe_loads(tmp_path):
+    from openmind_hf.data.policy import SkipReport
+    from openmind_hf.training.data import load_chat_store, load_preference_store
+
+    chats, pairs = tmp_path / "chats.jsonl", tmp_path / "pairs.jsonl"
+    scores = {"low": 0.2, "high": 0.9, "unscored": None}
+    with chats.open("w") as c, pairs.open("w") as p:
+        for name, score in scores.items():
+            metadata = {"task": "math" if name != "high" else "chat", **({"quality_score": score} if score else {})}
+            turns = [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]
+            c.write(json.dumps({"id": name, "conversations": turns, "metadata": metadata}) + "\n")
+            p.write(
+                json.dumps({"id": name, "prompt": "2+2?", "chosen": "4", "rejected": "5", "metadata": metadata}) + "\n"
+            )
+
+    def ids(stage, data_file, loader, *flags):
+        argv = ["--preset", "tiny", "--dataset_name", str(data_file), "--output_dir", str(tmp_path), *flags]
+        store = loader(parse_stage_args(stage, argv)[1], SkipReport())
+        return sorted(store[i]["id"] for i in range(len(store)))
+
+    assert ids("sft", chats, load_chat_store, "--min_quality_score", "0.5") == ["high", "unscored"]
+    assert ids("dpo", pairs, load_preference_store, "--min_quality_score", "0.5") == ["high", "unscored"]
+    assert ids("reward", pairs, load_preference_store) == ["high", "low", "unscored"]
+    assert ids("grpo", chats, load_chat_store, "--min_quality_score", "0.5", "--tasks", "math") == ["unscored"]
+
+
+def test_think_format_is_the_config_name_of_the_evaluation_reward():
+    from openmind_hf.evaluation.rewards import thinking_format_reward
+    from openmind_hf.training.rewards import accuracy_reward, get_reward_functions
+
+    assert get_reward_functions(["accuracy", "think_format"]) == [accuracy_reward, thinking_format_reward]
+    assert get_reward_functions(["thinking_format"]) == [thinking_format_reward]

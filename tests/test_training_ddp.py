@@ -25,7 +25,8 @@ DRIVER = textwrap.dedent(
     import importlib.util, json, os, sys
     import torch.distributed as dist
     from safetensors.torch import save_file
-    from openmind_hf.training import data, stages
+    from transformers import TrainerCallback
+    from openmind_hf.training import data
 
     rank = int(os.environ["RANK"])
     out = sys.argv[1]
@@ -40,16 +41,15 @@ DRIVER = textwrap.dedent(
     spec = importlib.util.spec_from_file_location("sft_recipe", sys.argv[2])
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    trainers = []
-    build = stages.build_trainer
-    def build_trainer(*args, **kwargs):
-        result = build(*args, **kwargs)
-        trainers.append(result[0])
-        return result
-    stages.build_trainer = build_trainer
-    recipe.main(sys.argv[3:])
+    models = []
 
-    model = trainers[0].accelerator.unwrap_model(trainers[0].model)
+    class KeepModel(TrainerCallback):
+        def on_train_end(self, args, state, control, model=None, **kwargs):
+            models.append(getattr(model, "module", model))  # DDP wraps it on every rank
+
+    recipe.main(*recipe.make_parser().parse_args_and_config(sys.argv[3:]), callbacks=[KeepModel()])
+
+    model = models[0]
     save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
               os.path.join(out, f"weights-rank{rank}.safetensors"))
     with open(os.path.join(out, f"seen-rank{rank}.json"), "w") as f:

@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 
 import torch
+from training_data import build_recipe_trainer
 
-from openmind_hf.training.arguments import parse_stage_args
-from openmind_hf.training.stages import build_trainer
+from openmind_hf.training.recipe_loader import parse_stage_args
 
 ANSWER_SETS = (
     ("red", "green", "blue", "yellow"),
@@ -41,8 +41,8 @@ def _checkable_pairs(root: Path, split: str, rng: random.Random) -> Path:
 
 
 def test_reward_model_ranks_held_out_pairs_above_chance(tmp_path):
+    from openmind_hf.data.preference import PreferenceDataset
     from openmind_hf.data.synthetic import write_synthetic_dataset
-    from openmind_hf.training.data import PreferenceDataset
 
     write_synthetic_dataset(tmp_path, seed=1, num_train=96, num_test=64)
     rng = random.Random(0)
@@ -54,7 +54,7 @@ def test_reward_model_ranks_held_out_pairs_above_chance(tmp_path):
         "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
     ]  # fmt: skip
     model_args, data_args, training_args = parse_stage_args("reward", argv)
-    trainer, _, _ = build_trainer("reward", model_args, data_args, training_args)
+    trainer, _, _ = build_recipe_trainer("reward", model_args, data_args, training_args)
     trainer.train()
 
     pairs = PreferenceDataset(str(test))
@@ -92,7 +92,7 @@ def test_grpo_raises_a_verifiable_reward(tmp_path):
         "--seed", "0", "--freeze_vision", "false", "--freeze_audio", "false",
     ]  # fmt: skip
     model_args, data_args, script_args, training_args = parse_stage_args("grpo", argv)
-    trainer, _, _ = build_trainer("grpo", model_args, data_args, training_args, script_args)
+    trainer, _, _ = build_recipe_trainer("grpo", model_args, data_args, script_args, training_args)
     trainer.train()
 
     rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]

@@ -9,10 +9,9 @@ import contextlib
 
 import pytest
 import torch
-from training_data import write_training_data
+from training_data import build_recipe_trainer, write_training_data
 
-from openmind_hf.training.arguments import parse_stage_args
-from openmind_hf.training.stages import build_trainer
+from openmind_hf.training.recipe_loader import parse_stage_args
 from openmind_hf.training.trainers import unwrap_openmind
 
 DATA_KIND = {
@@ -109,8 +108,7 @@ def _changed(before, model, module: str) -> bool:
 @pytest.mark.parametrize("stage", ["pretrain", "sft", "dpo", "reward", "grpo"])
 def test_media_reach_the_loss(stage, modality, data, tmp_path):
     parsed = parse_stage_args(stage, _argv(stage, data / f"{DATA_KIND[stage]}_{modality}.jsonl", tmp_path))
-    script_args = parsed[2] if stage == "grpo" else None
-    trainer, _, _ = build_trainer(stage, parsed[0], parsed[1], parsed[-1], script_args)
+    trainer, _, _ = build_recipe_trainer(stage, *parsed)
     spy = TowerSpy()
     spy.watch(trainer.model, "policy")
     if getattr(trainer, "ref_model", None) is not None:

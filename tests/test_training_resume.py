@@ -36,7 +36,7 @@ DRIVER = textwrap.dedent(
     import os, signal, sys
     import importlib.util
     from transformers import TrainerCallback
-    from openmind_hf.training import checkpointing, stages
+    from openmind_hf.training import checkpointing, trl_internals
 
     where, step = os.environ["OPENMIND_TEST_KILL"].split(":")
     step = int(step)
@@ -44,7 +44,12 @@ DRIVER = textwrap.dedent(
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
+    seen = {}
+
     class KillAfterStep(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            seen["state"] = state
+
         def on_step_end(self, args, state, control, **kwargs):
             if where == "step" and state.global_step == step:
                 die()
@@ -56,18 +61,10 @@ DRIVER = textwrap.dedent(
             return function(*args, **kwargs)
         return wrapped
 
-    trainer_ref = {}
-    build = stages.build_trainer
-    def build_trainer(*args, **kwargs):
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), KillAfterStep()]
-        trainer, processor, report = build(*args, **kwargs)
-        trainer_ref["t"] = trainer
-        return trainer, processor, report
-    stages.build_trainer = build_trainer
-    current = lambda: trainer_ref["t"].state.global_step
+    current = lambda: seen["state"].global_step
     if where == "optimizer":
-        mixin = checkpointing.SafeCheckpointMixin
-        mixin._save_optimizer_and_scheduler = killing(mixin._save_optimizer_and_scheduler, current)
+        hooks = trl_internals.CheckpointHooks
+        hooks._save_optimizer_and_scheduler = killing(hooks._save_optimizer_and_scheduler, current)
     if where == "marker":
         checkpointing.write_marker = killing(checkpointing.write_marker, current)
     if where == "publish":
@@ -76,7 +73,7 @@ DRIVER = textwrap.dedent(
     spec = importlib.util.spec_from_file_location("sft_recipe", sys.argv[1])
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    recipe.main(sys.argv[2:])
+    recipe.main(*recipe.make_parser().parse_args_and_config(sys.argv[2:]), callbacks=[KillAfterStep()])
     """
 )
 
@@ -131,7 +128,7 @@ def _run_straight(argv: list[str]) -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        recipe.main(argv)
+        recipe.main(*recipe.make_parser().parse_args_and_config(argv))
     finally:
         torch.set_num_threads(threads)
 

@@ -56,3 +56,18 @@ def _mix(kind: str, image: dict, audio: dict) -> dict:
         "prompt": [{"role": "user", "content": [prompt[0], {"type": "audio"}, prompt[1]]}],
         "audios": audio["audios"],
     }
+
+
+def run_recipe(stage: str, argv: list[str], callbacks=None):
+    """Runs `recipes/<stage>.py` on `argv` (what `python recipes/<stage>.py ARGV` does) and returns its summary."""
+    from openmind_hf.training.recipe_loader import load_recipe
+
+    recipe = load_recipe(stage)
+    return recipe.main(*recipe.make_parser().parse_args_and_config(args=argv), callbacks=callbacks)
+
+
+def build_recipe_trainer(stage: str, *parsed):
+    """The trainer `recipes/<stage>.py` builds from its parsed dataclasses: `(trainer, processor, skip_report)`."""
+    from openmind_hf.training.recipe_loader import load_recipe
+
+    return load_recipe(stage).build_trainer(*parsed)

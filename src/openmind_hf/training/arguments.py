@@ -131,6 +131,13 @@ class DataArguments:
     tasks: list[str] | None = field(
         default=None, metadata={"help": "Keep only records whose metadata.task is one of these."}
     )
+    min_quality_score: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only records whose metadata.quality_score is at least this (records without a score are "
+            "kept); filtered records are not errors."
+        },
+    )
 
     def __post_init__(self):
         if self.on_error not in ("raise", "skip"):
@@ -223,32 +230,6 @@ class OpenMindGRPOConfig(_OpenMindDefaults, GRPOConfig):
         super().__post_init__()
 
 
-STAGE_CONFIGS = {
-    "pretrain": OpenMindSFTConfig,
-    "sft": OpenMindSFTConfig,
-    "dpo": OpenMindDPOConfig,
-    "reward": OpenMindRewardConfig,
-    "grpo": OpenMindGRPOConfig,
-}
-
-
-def stage_dataclasses(stage: str) -> tuple:
-    """The dataclasses a stage's parser fills, in order."""
-    if stage not in STAGE_CONFIGS:
-        raise ValueError(f"Unknown stage {stage!r}: choose one of {', '.join(STAGES)}.")
-    extra = (GRPOScriptArguments,) if stage == "grpo" else ()
-    return (ModelArguments, DataArguments, *extra, STAGE_CONFIGS[stage])
-
-
-def parse_stage_args(stage: str, argv: list[str] | None = None) -> tuple:
-    """Parses `argv` (with an optional `--config file.yaml`) into the stage's dataclasses. Command-line flags override
-    the YAML; unknown keys in either raise."""
-    from trl import TrlParser
-
-    parser = TrlParser(stage_dataclasses(stage))
-    return parser.parse_args_and_config(args=argv)
-
-
 __all__ = [
     "DEFAULT_LORA_TARGETS",
     "STAGES",
@@ -259,6 +240,4 @@ __all__ = [
     "OpenMindGRPOConfig",
     "OpenMindRewardConfig",
     "OpenMindSFTConfig",
-    "parse_stage_args",
-    "stage_dataclasses",
 ]

@@ -11,13 +11,15 @@ Everything in a checkpoint is safetensors or JSON (no `torch.load` of pickles on
 `rng_state[_<rank>].safetensors` + `.json`, `trainer_state.json`, `training_args.json`. (DeepSpeed and FSDP keep
 their own sharded optimizer formats; those go through the stock code.)
 
+The `Trainer` hooks that put these files in place live in `trl_internals.py` (`CheckpointHooks`); this module holds
+the file formats and the sealing, and knows nothing of `Trainer`.
+
 Resume also loads full fine-tuning weights strictly: transformers' `Trainer` loads them with `strict=False`, which
 for LLaVA-style checkpoints silently matched nothing; here a missing or unexpected key is an error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -156,7 +158,7 @@ def _json_default(value):
     raise TypeError(f"cannot store a {type(value).__name__} in a JSON checkpoint file")
 
 
-def _write_json(path: str, data) -> None:
+def write_json(path: str, data) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, default=_json_default)
 
@@ -172,9 +174,7 @@ def save_optimizer_state(state_dict: dict, folder: str) -> None:
             else:
                 state_meta[str(param_id)][name] = value
     safetensors.torch.save_file(tensors, os.path.join(folder, OPTIMIZER_TENSORS))
-    _write_json(
-        os.path.join(folder, OPTIMIZER_META), {"state": state_meta, "param_groups": state_dict["param_groups"]}
-    )
+    write_json(os.path.join(folder, OPTIMIZER_META), {"state": state_meta, "param_groups": state_dict["param_groups"]})
 
 
 def load_optimizer_state(folder: str, device="cpu") -> dict:
@@ -203,7 +203,7 @@ def save_rng_state(path_stem: str) -> None:
             tensors[f"cuda_{i}"] = s
     safetensors.torch.save_file(tensors, path_stem + ".safetensors")
     meta = {"python": [version, list(internal), gauss], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
-    _write_json(path_stem + ".json", meta)
+    write_json(path_stem + ".json", meta)
 
 
 def load_rng_state(path_stem: str) -> None:
@@ -220,150 +220,29 @@ def load_rng_state(path_stem: str) -> None:
         torch.cuda.random.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
-# ------------------------------------------------------------------------------------------- the mixin
+# ------------------------------------------------------------------------------------------- weights
 
 
-class SafeCheckpointMixin:
-    """Mix into a `Trainer` subclass (before the TRL trainer) for staged, marked, pickle-free checkpoints, resume from
-    the newest complete one, and strict weight loading on resume."""
+def load_weights_strictly(model, folder: str) -> None:
+    """
+    Loads a full fine-tuning checkpoint's weights into `model`, failing on any missing or unexpected key (tied
+    weights excepted).
 
-    _staging_root: str | None = None
-
-    # -- where checkpoints go
-    def _get_output_dir(self, trial) -> str:
-        if self._staging_root is not None:
-            return self._staging_root
-        return super()._get_output_dir(trial)
-
-    def _plain_state(self) -> bool:
-        """True when the optimizer lives in this process as a normal torch optimizer (no DeepSpeed/FSDP/XLA/SMP)."""
-        from transformers.trainer import is_sagemaker_mp_enabled, is_torch_xla_available
-
-        return not (
-            self.is_deepspeed_enabled or self.is_fsdp_enabled or is_torch_xla_available() or is_sagemaker_mp_enabled()
+    Args:
+        model (`PreTrainedModel`): the model to restore.
+        folder (`str`): the checkpoint folder (`model.safetensors` or a sharded index).
+    """
+    state_dict = _read_safetensors_checkpoint(folder)
+    result = model.load_state_dict(state_dict, strict=False)
+    tied = set(_tied_keys(model))
+    missing = [k for k in result.missing_keys if k not in tied]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"Resuming from {folder} would not restore the weights: missing keys "
+            f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys {result.unexpected_keys[:5]}. "
+            "The checkpoint does not match this model (was it saved by another architecture or version?)."
         )
-
-    def _save_checkpoint(self, model, trial) -> None:
-        run_dir = super()._get_output_dir(trial)
-        name = f"checkpoint-{self.state.global_step}"
-        staging_root = os.path.join(run_dir, STAGING_DIR)
-        staged, final = Path(staging_root) / name, Path(run_dir) / name
-        if self.args.should_save:
-            shutil.rmtree(staged, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self._staging_root = staging_root
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging_root = None
-        if self.state.best_model_checkpoint and STAGING_DIR in Path(self.state.best_model_checkpoint).parts:
-            self.state.best_model_checkpoint = str(Path(run_dir) / Path(self.state.best_model_checkpoint).name)
-        self.accelerator.wait_for_everyone()  # every rank has written its files (RNG states, shards)
-        if self.args.should_save:
-            write_marker(staged, self.state.global_step)
-            publish(staged, final)
-            with contextlib.suppress(OSError):
-                os.rmdir(staging_root)  # only when empty: the next save recreates it
-            from transformers.trainer_utils import rotate_checkpoints
-
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
-            )
-        self.accelerator.wait_for_everyone()
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        pickled = os.path.join(output_dir, "training_args.bin")
-        if self.args.should_save and os.path.isfile(pickled):
-            os.remove(pickled)  # replaced by JSON: a checkpoint holds no pickle
-            with open(os.path.join(output_dir, TRAINING_ARGS_NAME), "w", encoding="utf-8") as f:
-                f.write(self.args.to_json_string())
-
-    # -- optimizer / scheduler / scaler / RNG
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        if not self._plain_state():
-            return super()._save_optimizer_and_scheduler(output_dir)
-        if self.args.should_save:
-            os.makedirs(output_dir, exist_ok=True)
-            save_optimizer_state(self.optimizer.state_dict(), output_dir)
-            _write_json(os.path.join(output_dir, SCHEDULER_NAME), self.lr_scheduler.state_dict())
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if checkpoint is None or not os.path.isfile(os.path.join(checkpoint, OPTIMIZER_META)):
-            return super()._load_optimizer_and_scheduler(checkpoint)
-        self.optimizer.load_state_dict(load_optimizer_state(checkpoint, device=self.args.device))
-        with open(os.path.join(checkpoint, SCHEDULER_NAME), encoding="utf-8") as f:
-            self.lr_scheduler.load_state_dict(json.load(f))
-        # GRPO's adaptive-entropy controller state (what GRPOTrainer's own override restores after the optimizer).
-        entropy = os.path.join(checkpoint, "entropy_ctrl_state.json")
-        if getattr(self, "use_adaptive_entropy", False) and os.path.isfile(entropy):
-            with open(entropy, encoding="utf-8") as f:
-                state = json.load(f)
-            self.entropy_coef, self._last_world_entropy = state["entropy_coef"], state["last_world_entropy"]
-
-    def _save_scaler(self, output_dir: str) -> None:
-        scaler = getattr(self.accelerator, "scaler", None)
-        if scaler is None or not self._plain_state():
-            return super()._save_scaler(output_dir)
-        if self.args.should_save:
-            _write_json(os.path.join(output_dir, SCALER_NAME), scaler.state_dict())
-
-    def _load_scaler(self, checkpoint: str | None) -> None:
-        path = os.path.join(checkpoint, SCALER_NAME) if checkpoint else None
-        if path is None or not os.path.isfile(path):
-            return super()._load_scaler(checkpoint)
-        with open(path, encoding="utf-8") as f:
-            self.accelerator.scaler.load_state_dict(json.load(f))
-
-    def _rng_stem(self, folder: str) -> str:
-        name = "rng_state" if self.args.world_size <= 1 else f"rng_state_{self.args.process_index}"
-        return os.path.join(folder, name)
-
-    def _save_rng_state(self, output_dir: str) -> None:
-        if not self._plain_state():
-            return super()._save_rng_state(output_dir)
-        os.makedirs(output_dir, exist_ok=True)
-        save_rng_state(self._rng_stem(output_dir))
-
-    def _load_rng_state(self, checkpoint: str | None) -> None:
-        if checkpoint is None or not os.path.isfile(self._rng_stem(checkpoint) + ".json"):
-            return super()._load_rng_state(checkpoint)
-        load_rng_state(self._rng_stem(checkpoint))
-
-    # -- weights
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        model = model if model is not None else self.model
-        from peft import PeftModel
-
-        if isinstance(model, PeftModel) or not self._plain_state():
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        state_dict = _read_safetensors_checkpoint(resume_from_checkpoint)
-        result = model.load_state_dict(state_dict, strict=False)
-        tied = set(_tied_keys(model))
-        missing = [k for k in result.missing_keys if k not in tied]
-        if missing or result.unexpected_keys:
-            raise RuntimeError(
-                f"Resuming from {resume_from_checkpoint} would not restore the weights: missing keys "
-                f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected keys {result.unexpected_keys[:5]}. "
-                "The checkpoint does not match this model (was it saved by another architecture or version?)."
-            )
-        logger.info("Restored %d weight tensors from %s", len(state_dict), resume_from_checkpoint)
-
-    # -- entry point
-    def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.resume_from_checkpoint
-        resolved = resolve_resume(resume, self.args.output_dir)
-        if self.args.should_save:
-            remove_staging(self.args.output_dir)
-        self.accelerator.wait_for_everyone()
-        if resolved is not None:
-            logger.info("Resuming from %s", resolved)
-        self.openmind_resumed_from = resolved
-        return super().train(resolved, *args, **kwargs)
+    logger.info("Restored %d weight tensors from %s", len(state_dict), folder)
 
 
 def _read_safetensors_checkpoint(folder: str) -> dict:
@@ -389,12 +268,22 @@ def _tied_keys(model) -> list[str]:
 
 __all__ = [
     "MARKER_NAME",
-    "SafeCheckpointMixin",
+    "OPTIMIZER_META",
+    "SCALER_NAME",
+    "SCHEDULER_NAME",
+    "STAGING_DIR",
+    "TRAINING_ARGS_NAME",
     "is_complete_checkpoint",
     "latest_complete_checkpoint",
     "list_checkpoints",
     "load_optimizer_state",
+    "load_rng_state",
+    "load_weights_strictly",
+    "publish",
+    "remove_staging",
     "resolve_resume",
     "save_optimizer_state",
+    "save_rng_state",
+    "write_json",
     "write_marker",
 ]

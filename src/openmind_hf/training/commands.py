@@ -1,7 +1,8 @@
 """`openmind train --stage pretrain|sft|dpo|reward|grpo --config FILE [--any_field VALUE ...]`.
 
-Runs exactly what `recipes/<stage>.py` runs: the same dataclasses (flags override the YAML, unknown keys are an
-error) and the same `run_stage`. Launch it under `accelerate launch` like a recipe, or use the recipes directly.
+Runs `recipes/<stage>.py` itself (loaded by path, see `recipe_loader.py`): its parser (flags override the YAML,
+unknown keys are an error) and its `main`. Launch it under `accelerate launch` like a recipe, or use the recipes
+directly.
 """
 
 from __future__ import annotations
@@ -30,13 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .arguments import parse_stage_args
-    from .stages import run_stage
+    from .recipe_loader import load_recipe
 
+    recipe = load_recipe(args.stage)
     argv = (["--config", args.config] if args.config else []) + list(args.stage_args)
-    parsed = parse_stage_args(args.stage, argv)
-    script_args = parsed[2] if args.stage == "grpo" else None
-    run_stage(args.stage, parsed[0], parsed[1], parsed[-1], script_args=script_args)
+    recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
     return 0
 
 

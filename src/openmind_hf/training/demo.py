@@ -1,5 +1,6 @@
 """`make demo`: a tiny OpenMind trained from scratch on CPU, stage 1 -> stage 2 -> a short GRPO stage, with held-out
-accuracy per modality before and after. Every stage runs through `run_stage`, the code the recipes run.
+accuracy per modality before and after. Every stage runs `recipes/<stage>.py`'s `main`, the code
+`python recipes/<stage>.py` runs.
 
 The demo model is the tiny preset with a vision tower that can see the synthetic shapes: 64 px pictures cut into
 4 px patches (shapes are ~11 px wide; 8 px patches learned colour, count and position but never the shape), folded
@@ -167,11 +168,12 @@ class _Deadline(TrainerCallback):
 
 
 def _run(stage: str, args, deadline: float) -> dict:
-    from .stages import run_stage
+    from .recipe_loader import load_recipe
 
     model_args, data_args, script_args, training_args = args
     guard = _Deadline(deadline)
-    summary = run_stage(stage, model_args, data_args, training_args, script_args=script_args, callbacks=[guard])
+    parsed = (model_args, data_args, training_args) if script_args is None else args  # GRPO: + reward arguments
+    summary = load_recipe(stage).main(*parsed, callbacks=[guard])
     if guard.stopped_at is not None:
         print(f"[demo] {stage}: time budget reached, stopped at step {guard.stopped_at}", flush=True)
     return {**asdict(summary), "stopped_early": guard.stopped_at is not None}

@@ -1,7 +1,8 @@
 """GRPO reward functions by name, and a trained OpenMind reward model used as one of them.
 
 Names: `accuracy` (the answer after `</think>` equals the row's `answer`, ignoring case, spaces and a final
-period), `think_format` (one well-formed `<think>` block then an answer), and every reward of
+period), `think_format` (the config name of `evaluation.rewards.thinking_format_reward`: one well-formed `<think>`
+block then an answer), and every reward of
 `openmind_hf.evaluation.rewards` (`vqa`, `gsm8k`, `math`, `code`, `thinking_format`, ...), or your own as
 `package.module:function` (TRL's signature: `f(completions, **columns) -> list[float]`).
 """
@@ -39,11 +40,8 @@ def accuracy_reward(completions: Sequence, answer: Sequence[str] | None = None, 
     return scores
 
 
-def think_format_reward(completions: Sequence, **kwargs) -> list[float]:
-    """1.0 for exactly one non-empty `<think>...</think>` block at the start followed by a non-empty answer."""
-    from ..evaluation.rewards import thinking_format_reward
-
-    return thinking_format_reward(completions, **kwargs)
+# Names the configs use for rewards that live in `evaluation.rewards` under another name.
+_CONFIG_NAMES = {"think_format": "thinking_format"}
 
 
 class RewardModelReward:
@@ -89,12 +87,18 @@ class RewardModelReward:
 
 
 def get_reward_functions(names: Sequence[str], reward_model: str | None = None) -> list:
-    """The reward callables for `--reward_funcs` names (+ the reward model when given)."""
-    local = {"accuracy": accuracy_reward, "think_format": think_format_reward}
+    """
+    The reward callables for `--reward_funcs` names (+ the reward model when given).
+
+    Args:
+        names (`Sequence[str]`): `accuracy`, `think_format`, an `evaluation.rewards` name, or `package.module:function`.
+        reward_model (`str`, *optional*): a trained OpenMind reward model directory.
+    """
     funcs = []
     for name in names:
-        if name in local:
-            funcs.append(local[name])
+        name = _CONFIG_NAMES.get(name, name)
+        if name == "accuracy":
+            funcs.append(accuracy_reward)
         elif ":" in name:  # "package.module:function", a reward of your own
             import importlib
 
@@ -111,4 +115,4 @@ def get_reward_functions(names: Sequence[str], reward_model: str | None = None) 
     return funcs
 
 
-__all__ = ["RewardModelReward", "accuracy_reward", "get_reward_functions", "think_format_reward"]
+__all__ = ["RewardModelReward", "accuracy_reward", "get_reward_functions"]

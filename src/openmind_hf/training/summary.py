@@ -11,6 +11,22 @@ SUMMARY_NAME = "run_summary.json"
 
 @dataclass
 class RunSummary:
+    r"""
+    What a finished stage reports, saved as `output_dir/run_summary.json`.
+
+    Args:
+        stage (`str`): `pretrain`, `sft`, `dpo`, `reward` or `grpo`.
+        output_dir (`str`): the run folder.
+        model_dir (`str`): where the final model (or adapter) is.
+        merged_model_dir (`str`, *optional*): the merged LoRA model, when one was written.
+        resumed_from (`str`, *optional*): the checkpoint the run resumed from.
+        global_step (`int`, *optional*, defaults to 0): optimizer steps done.
+        metrics (`dict`, *optional*): the final train (and eval) metrics.
+        trainable_parameters (`dict`, *optional*): `{tower: {"trainable", "total"}}`.
+        skipped (`dict`, *optional*): the bad-data report (`SkipReport.to_dict`).
+        wall_seconds (`float`, *optional*, defaults to 0.0): the run's wall time.
+    """
+
     stage: str
     output_dir: str
     model_dir: str

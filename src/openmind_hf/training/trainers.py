@@ -2,19 +2,22 @@
 
 Every trainer here adds, through `OpenMindTrainerMixin`:
 
-- safe checkpoints and exact resume (`SafeCheckpointMixin`, see `checkpointing.py`);
+- safe checkpoints and exact resume (`trl_internals.CheckpointHooks`; file formats in `checkpointing.py`);
 - per-tower learning rates (optimizer parameter groups);
 - an exact per-step loss history (`loss_history.jsonl`) and the full processor saved with every checkpoint.
 
 And per trainer:
 
 - `OpenMindSFTTrainer`: our collator (media + assistant-only labels + packing) and the model's own loss, which runs
-  the LM head on labelled positions only (TRL's fused head scores every position on CPU, ~2x slower there).
+  the LM head on labelled positions only (TRL's fused head scores every position on CPU, ~2x slower there);
+  `logits_to_keep=1` keeps the forward from also building `[B, T, V]` logits nobody reads.
 - `OpenMindDPOTrainer`: our preference collator, which puts audio next to images in the batch.
 - `OpenMindRewardTrainer`: batches rendered on the fly with their media (TRL tokenizes text only up front).
 - `OpenMindGRPOTrainer`: keeps each prompt's media with its row through TRL's shuffle/split, and feeds them to
   generation, the old-policy and reference log-probs, and the loss forward (TRL re-runs the processor without audio
   for those, and drops audio-only prompts' media altogether).
+
+Every override of a private TRL / `Trainer` method is in `trl_internals.py`; this module overrides public methods only.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from transformers import Trainer, TrainerCallback
 from trl import DPOTrainer, GRPOTrainer, RewardTrainer, SFTTrainer
 
 from ..data.formats import messages_with_media
-from .checkpointing import SafeCheckpointMixin
+from .checkpointing import remove_staging, resolve_resume
 from .model_setup import tower_of
+from .trl_internals import CheckpointHooks, GRPOMediaHooks, RewardDatasetHook, check_versions
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ class LossHistoryCallback(TrainerCallback):
             f.write(json.dumps(record) + "\n")
 
 
-class OpenMindTrainerMixin(SafeCheckpointMixin):
+class OpenMindTrainerMixin(CheckpointHooks):
     """Shared by every OpenMind trainer (see the module docstring).
 
     Args (keyword, on top of the TRL trainer's):
@@ -99,8 +103,22 @@ class OpenMindTrainerMixin(SafeCheckpointMixin):
         self.tower_lrs = {k: v for k, v in (tower_lrs or {}).items() if v is not None}
         self.openmind_processor = processor
         self._openmind_micro_losses: list[torch.Tensor] = []
+        check_versions()
         super().__init__(*args, **kwargs)
         self.add_callback(LossHistoryCallback(self))
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """`Trainer.train`, resuming only from a COMPLETE checkpoint: `"latest"`/`True` picks the newest complete one
+        (a fresh start when there is none), a path must be complete; leftovers of an interrupted save are removed."""
+        resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.resume_from_checkpoint
+        resolved = resolve_resume(resume, self.args.output_dir)
+        if self.args.should_save:
+            remove_staging(self.args.output_dir)
+        self.accelerator.wait_for_everyone()
+        if resolved is not None:
+            logger.info("Resuming from %s", resolved)
+        self.openmind_resumed_from = resolved
+        return super().train(resolved, *args, **kwargs)
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)
@@ -134,23 +152,18 @@ class OpenMindTrainerMixin(SafeCheckpointMixin):
             )
         return self.optimizer
 
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
-        if self.openmind_processor is not None and self.args.should_save:
-            self.openmind_processor.save_pretrained(output_dir if output_dir is not None else self.args.output_dir)
-
 
 class OpenMindSFTTrainer(OpenMindTrainerMixin, SFTTrainer):
     """TRL `SFTTrainer` fed by our collator; the loss is the model's labelled-positions loss."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        unwrap_openmind(self.model).loss_only_when_labelled = True  # labels given -> loss only, no [B, T, V] logits
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # Our batches may be packed: no attention mask, and no KV cache so that transformers derives per-sample masks
         # from position_ids.
         inputs["use_cache"] = False
+        if not return_outputs:
+            inputs["logits_to_keep"] = 1  # the loss reads hidden states; [B, 1, V] logits instead of [B, T, V]
+        # `Trainer.compute_loss`, not SFTTrainer's: that one recomputes the loss with TRL's fused head over every
+        # position (and its token-accuracy metrics), which our model's labelled-positions loss already replaces.
         return Trainer.compute_loss(
             self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
@@ -160,65 +173,33 @@ class OpenMindDPOTrainer(OpenMindTrainerMixin, DPOTrainer):
     """TRL `DPOTrainer` with our preference collator (every modality of the prompt, for both sides of a pair)."""
 
 
-class OpenMindRewardTrainer(OpenMindTrainerMixin, RewardTrainer):
+class OpenMindRewardTrainer(OpenMindTrainerMixin, RewardDatasetHook, RewardTrainer):
     """TRL `RewardTrainer` with batches rendered and tokenized on the fly by our reward collator (with media)."""
 
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        return dataset  # rows are indices; the collator renders, tokenizes and processes media per batch
 
-
-class OpenMindGRPOTrainer(OpenMindTrainerMixin, GRPOTrainer):
+class OpenMindGRPOTrainer(OpenMindTrainerMixin, GRPOMediaHooks, GRPOTrainer):
     r"""
     TRL `GRPOTrainer` for image + audio prompts.
 
     Rows are `{"index": i}`; `store[i]` gives the decoded sample (`prompt`, `answer`, `task`, media). Each prompt is
     processed once per generation round; its media tensors travel with its row as an entry of the `media` list, which
     TRL's shuffle and split keep aligned with the other per-row fields, and every forward (generation, old policy,
-    reference, loss) takes them from there.
+    reference, loss) takes them from there (the hooks into TRL are `trl_internals.GRPOMediaHooks`).
 
     Args (keyword, on top of GRPOTrainer's):
-        store: the map-style dataset of prompt samples.
+        store (`torch.utils.data.Dataset`): the map-style dataset of prompt samples (`data.PromptStore`).
+        ref_model (`PreTrainedModel`, *optional*): a frozen reference policy (needed when `beta != 0` and the policy
+            has no checkpoint path TRL could reload it from).
     """
 
-    def __init__(self, *args, store=None, ref_model=None, **kwargs):
+    def __init__(self, *args, store=None, **kwargs):
         if store is None:
             raise ValueError("OpenMindGRPOTrainer needs `store` (the dataset of decoded prompt samples).")
         self.store = store
-        self._batch_media: list[dict] | None = None  # media of the rows being scored (generation round)
-        self._loss_media: list[dict] | None = None  # media of the rows in the current loss forward
-        config = kwargs["args"]
-        beta = config.beta
-        # TRL builds the reference policy by reloading the model from its path; an in-memory model (a preset, a
-        # model composed from towers) has none. With an explicit `ref_model`, TRL is told beta=0 while it builds
-        # (so it loads nothing) and the reference is installed the way TRL installs its own.
-        explicit_ref = ref_model is not None and beta != 0.0
-        if explicit_ref:
-            config.beta = 0.0
-        try:
-            super().__init__(*args, **kwargs)
-        finally:
-            config.beta = beta
-        if explicit_ref:
-            self._install_ref_model(ref_model, beta)
+        super().__init__(*args, **kwargs)
 
-    def _install_ref_model(self, ref_model, beta: float) -> None:
-        from trl.models import prepare_deepspeed, prepare_fsdp
-        from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
-
-        self.beta = beta
-        ref_model.eval().requires_grad_(False)
-        if self.args.disable_dropout:
-            disable_dropout_in_model(ref_model)
-        add_fused_lm_head(ref_model, temperature=self.temperature, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
-        if self.is_deepspeed_enabled:
-            self.ref_model = prepare_deepspeed(ref_model, self.accelerator)
-        elif self.is_fsdp_enabled:
-            self.ref_model = prepare_fsdp(ref_model, self.accelerator)
-        else:
-            self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
-
-    # -- one generation round
-    def _encode_prompts(self, samples: list[dict]) -> tuple[list[list[int]], list[dict]]:
+    def encode_prompts(self, samples: list[dict]) -> tuple[list[list[int]], list[dict]]:
+        """Prompt token ids per sample and the per-row media tensors (`pixel_values`, `input_features`, ...)."""
         processor = self.processing_class
         conversations = [messages_with_media({**s, "messages": s["prompt"]}) for s in samples]
         encoded = processor.apply_chat_template(
@@ -245,62 +226,13 @@ class OpenMindGRPOTrainer(OpenMindTrainerMixin, GRPOTrainer):
                         row[key] = piece
         return prompt_ids, media
 
-    def _generate_and_score_completions(self, inputs):
-        samples = [self.store[int(row["index"])] for row in inputs]
-        prompt_ids, media = self._encode_prompts(samples)
-        for row_media, ids in zip(media, prompt_ids):
-            row_media["_prompt_ids"] = ids
-        rows = [
-            {"prompt": s["prompt"], "answer": s.get("answer"), "task": s.get("task"), "openmind_sample": s}
-            for s in samples
-        ]
-        self._batch_media = media
-        try:
-            output = super()._generate_and_score_completions(rows)
-        finally:
-            self._batch_media = None
-        output["media"] = media
-        return output
-
-    def _tokenize_prompts(self, prompts: list):
-        media = self._batch_media
-        if media is None or len(media) != len(prompts):
-            raise RuntimeError("OpenMindGRPOTrainer: prompts arrived without their media; this is a bug.")
-        fields = {}
-        for key in ("pixel_values", "input_features", "feature_attention_mask"):
-            pieces = [m[key] for m in media if key in m]
-            if pieces:
-                fields[key] = torch.cat(pieces)
-        return [m["_prompt_ids"] for m in media], None, fields
-
-    # -- forwards that score completions
-    def _compute_loss(self, model, inputs):
-        self._loss_media = inputs["media"]
-        try:
-            return super()._compute_loss(model, inputs)
-        finally:
-            self._loss_media = None
-
-    def _get_per_token_logps_and_entropies(
-        self,
-        model,
-        input_ids,
-        attention_mask,
-        logits_to_keep,
-        batch_size=None,
-        compute_entropy=False,
-        compute_aux_loss=False,
-        **vision_kwargs,
+    def completion_logps(
+        self, model, input_ids, attention_mask, media, logits_to_keep, batch_size, compute_entropy, compute_aux_loss
     ):
-        stray = [k for k, v in vision_kwargs.items() if v is not None and k != "num_images"]
-        if stray:
-            raise RuntimeError(f"OpenMindGRPOTrainer: TRL passed {stray}; media must come from the rows.")
-        media = self._loss_media if self._loss_media is not None else self._batch_media
-        if media is None or len(media) != input_ids.size(0):
-            raise RuntimeError(
-                f"OpenMindGRPOTrainer: {input_ids.size(0)} sequences but media for "
-                f"{None if media is None else len(media)} rows; media and rows went out of step."
-            )
+        """
+        Per-token log-probs `[B, logits_to_keep]` of the completions (and entropies, aux loss when asked), in chunks
+        of `batch_size` rows, each forward given its rows' media.
+        """
         device = input_ids.device
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies, all_aux = [], [], []

@@ -1,0 +1,123 @@
+"""The steps every recipe takes around its trainer, in the order it takes them:
+
+report = start_run(training_args)                      # seed, the bad-data report
+... model, data, collator, trainer (the recipe's own) ...
+train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+merged_dir = save_final_model(trainer, processor, model_args)
+summary = finish_run("sft", trainer, train_output, report, started, merged_dir)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+from transformers import set_seed
+
+from ..data.policy import SkipReport
+from .arguments import ModelArguments
+from .model_setup import trainable_summary
+from .summary import RunSummary
+
+LOG_HISTORY = "log_history.json"
+
+
+def start_run(training_args) -> SkipReport:
+    """
+    Seeds every RNG (before the model is built, so its random init is reproducible) and returns the run's bad-data
+    report, which writes its records under `output_dir/skips/` on the main process.
+
+    Args:
+        training_args (`transformers.TrainingArguments`): the stage's TRL config.
+    """
+    set_seed(training_args.seed)
+    return SkipReport(run_dir=training_args.output_dir if training_args.should_save else None)
+
+
+def tower_lrs(model_args: ModelArguments) -> dict[str, float | None]:
+    """The per-tower learning rates of `model_args` (None: the tower uses `--learning_rate`)."""
+    return {
+        "vision": model_args.vision_lr,
+        "audio": model_args.audio_lr,
+        "projectors": model_args.projector_lr,
+        "llm": model_args.llm_lr,
+    }
+
+
+def reference_model(model, model_args: ModelArguments):
+    """
+    The frozen reference policy of DPO and GRPO: a copy of the starting model; None with LoRA, where TRL gets the
+    reference by switching the adapter off.
+    """
+    if model_args.use_lora:
+        return None
+    return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def save_final_model(trainer, processor, model_args: ModelArguments) -> str | None:
+    """
+    Saves the trained model (or LoRA adapter) and the processor to `output_dir`; with LoRA (not QLoRA) also a merged
+    full model in `output_dir/merged`, which loads like any checkpoint.
+
+    Returns:
+        `str` or None: the merged model's folder, when one was written.
+    """
+    output_dir = trainer.args.output_dir
+    trainer.save_model(output_dir)
+    if not trainer.args.should_save:
+        return None
+    processor.save_pretrained(output_dir)
+    if not model_args.use_lora or model_args.load_in_4bit:
+        return None
+    merged_dir = os.path.join(output_dir, "merged")
+    merged = copy.deepcopy(trainer.accelerator.unwrap_model(trainer.model)).merge_and_unload()
+    merged.save_pretrained(merged_dir)
+    processor.save_pretrained(merged_dir)
+    return merged_dir
+
+
+def finish_run(
+    stage: str, trainer, train_output, report: SkipReport, started: float, merged_dir: str | None = None
+) -> RunSummary:
+    """
+    Evaluates (when there is eval data), then writes `run_summary.json` and `log_history.json` and prints the summary
+    and the skip report (main process only).
+
+    Args:
+        stage (`str`): the stage name shown in the summary.
+        trainer (`transformers.Trainer`): the trained trainer.
+        train_output (`transformers.trainer_utils.TrainOutput`): what `trainer.train()` returned.
+        report (`SkipReport`): the run's bad-data report (from `start_run`).
+        started (`float`): `time.time()` at the start of the run.
+        merged_dir (`str`, *optional*): the merged LoRA model's folder (from `save_final_model`).
+    """
+    metrics = dict(train_output.metrics)
+    if trainer.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+    report.collect()
+    output_dir = trainer.args.output_dir
+    summary = RunSummary(
+        stage=stage,
+        output_dir=output_dir,
+        model_dir=output_dir,
+        merged_model_dir=merged_dir,
+        resumed_from=getattr(trainer, "openmind_resumed_from", None),
+        global_step=trainer.state.global_step,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        trainable_parameters=trainable_summary(trainer.model),
+        skipped=report.to_dict(max_records=100),
+        wall_seconds=time.time() - started,
+    )
+    if trainer.args.should_save:
+        summary.save()
+        with open(os.path.join(output_dir, LOG_HISTORY), "w", encoding="utf-8") as f:
+            json.dump(trainer.state.log_history, f)
+        print(summary.render(), flush=True)
+        if report.count:
+            print(report.summary(), flush=True)
+    return summary
+
+
+__all__ = ["LOG_HISTORY", "finish_run", "reference_model", "save_final_model", "start_run", "tower_lrs"]

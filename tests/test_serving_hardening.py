@@ -139,7 +139,8 @@ def servers(tiny_model_and_processor, logs):
         max_body_bytes=64 * 1024,
         allowed_media_domains=["127.0.0.1", "localhost", "::1", "169.254.169.254", "10.0.0.1", "metadata.internal"],
     )
-    quick = ServeSettings(**common, request_timeout_s=1.0, max_tokens_cap=4000)  # no URL fetching at all
+    # No URL fetching at all; a 1 s deadline on request heads (and bodies, through request_timeout_s).
+    quick = ServeSettings(**common, request_timeout_s=1.0, max_tokens_cap=4000, header_timeout_s=1.0)
     with (
         BackgroundServer(create_app(model, processor, main)) as a,
         BackgroundServer(create_app(model, processor, quick)) as b,
@@ -421,3 +422,137 @@ def test_logs_hold_no_payload_and_no_addresses(logs, servers):
     assert any("POST /v1/chat/completions 400" in line for line in logs.lines), "the log capture saw nothing"
     leaks = [line for line in logs.lines if MARKER in line or ADDRESS.search(line)]
     assert leaks == []
+
+
+def _trickle(sock: socket.socket, data: bytes, stop: threading.Event, interval: float) -> None:
+    for byte in data:
+        if stop.wait(interval):
+            return
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return
+
+
+def test_slow_bodies_hold_no_slots(servers):
+    # C clients trickle their bodies (one byte per 0.2 s, far below the body deadline): the C generation slots
+    # must stay free, so a real request succeeds at once instead of getting 429.
+    server = servers["main"]
+    counters = server.app.state.counters
+    rejected = counters.rejected
+    body = json.dumps(chat(text="hello")).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    stop = threading.Event()
+    socks, threads = [], []
+    try:
+        for _ in range(C):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(head + body[:5])
+            socks.append(sock)
+            threads.append(threading.Thread(target=_trickle, args=(sock, body[5:], stop, 0.2), daemon=True))
+            threads[-1].start()
+        time.sleep(1.0)  # the slow clients are well into their bodies
+        assert counters.in_flight == 0
+        responses = [post(server, chat(text="hello", max_tokens=4)) for _ in range(C + 1)]
+        assert [r.status_code for r in responses] == [200] * (C + 1)
+        assert counters.rejected == rejected
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        for thread in threads:
+            thread.join()
+
+
+def test_slow_request_heads_are_closed_at_the_header_timeout(servers):
+    # 100 connections that never finish their request head (half silent, half trickling a byte per 0.2 s) are
+    # closed by the server about header_timeout_s (1 s) after connecting, not after minutes.
+    server = servers["quick"]
+    partial = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+    socks = []
+    stop = threading.Event()
+    threads = []
+    started = time.monotonic()
+    try:
+        for i in range(100):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(partial)
+            socks.append(sock)
+            if i % 2:
+                filler = b"X-Filler: " + b"a" * 200
+                threads.append(threading.Thread(target=_trickle, args=(sock, filler, stop, 0.2), daemon=True))
+                threads[-1].start()
+        closed_after = []
+        for sock in socks:
+            try:
+                while sock.recv(4096):
+                    pass
+            except (ConnectionResetError, TimeoutError):  # TimeoutError: still open after 10 s
+                pass
+            closed_after.append(time.monotonic() - started)
+    finally:
+        stop.set()
+        for sock in socks:
+            sock.close()
+        for thread in threads:
+            thread.join()
+    print(f"100 slow-head connections: last closed after {max(closed_after):.2f} s (header timeout 1 s)")
+    assert max(closed_after) < 5.0
+    assert httpx.get(server.url + "/health", timeout=5).status_code == 200  # and the server still serves
+
+
+HOSTILE_KEY = "<script>alert(1)</script>"
+SECRET_KEY = "sk-live-4f9a1c7e2b3d5f6a8c9e0b1d2f3a4c5e"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "tiny", "messages": [{"role": "user", "content": "x", HOSTILE_KEY: 1}]},
+        {"model": "tiny", "messages": [{"role": "user", "content": [{"type": "text", "text": "x", SECRET_KEY: 1}]}]},
+        {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream_options": {HOSTILE_KEY: True}},
+        {"model": "tiny", "messages": [{"role": "user", "content": [{"type": SECRET_KEY}]}]},
+        {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": {SECRET_KEY: 1}},
+        chat(image_url(data_uri(png_bytes(), f"{SECRET_KEY}/png"))),
+        chat(image_url(data_uri(png_bytes(), f"text/{HOSTILE_KEY}"))),
+        chat(image_url(data_uri(png_bytes(), f"x-{SECRET_KEY}/plain"))),
+    ],
+    ids=[
+        "key-in-message",
+        "key-in-part",
+        "key-in-stream-options",
+        "part-type",
+        "template-kwargs-key",
+        "mime-type",
+        "mime-subtype",
+        "mime-prefix",
+    ],  # fmt: skip
+)
+def test_errors_echo_no_client_chosen_names(servers, body):
+    response = post(servers["main"], body)
+    assert_clean_error(response, 400)
+    for chosen in (HOSTILE_KEY, SECRET_KEY, "script", "sk-live", "x-sk"):
+        assert chosen not in response.text, response.text
+    assert (
+        "messages[0]" in response.json()["error"]["message"]
+        or "stream_options" in response.text
+        or ("chat_template_kwargs" in response.text)
+    )
+
+
+def test_validation_errors_name_fields_by_position():
+    from openmind_hf.serving.errors import describe_validation_errors
+
+    errors = [
+        {"type": "extra_forbidden", "loc": ("messages", 1, "content", "list[tagged-union[...]]", 0, "text", "evil<key>"), "msg": "x"},
+        {"type": "literal_error", "loc": ("messages", 0, "role"), "msg": f"Input should be ... {SECRET_KEY}"},
+        {"type": "some_new_type", "loc": ("messages", 2), "msg": SECRET_KEY},
+    ]  # fmt: skip
+    text = describe_validation_errors(errors)
+    assert text == (
+        "Invalid request: messages[1].content[0].text.<unknown field>: unknown field; remove it; "
+        "messages[0].role: not one of the allowed values; messages[2]: invalid value"
+    )

@@ -58,6 +58,12 @@ class ServeSettings:
         media_fetch_max_bytes (`int`, *optional*, defaults to 10 MiB): size limit per fetched URL.
         generation_workers (`int`, *optional*, defaults to 2): concurrent `generate` calls.
         max_batch_size (`int`, *optional*, defaults to 8): requests batched into one `generate` call.
+        header_timeout_s (`float`, *optional*, defaults to 10): a connection that has not sent a complete request
+            head this long after connecting (or after its previous response) is closed. Applied by the HTTP
+            protocol (`serving.protocol`), so it takes effect through `BackgroundServer` / `openmind serve`.
+        body_timeout_s (`float`, *optional*, defaults to 10): the whole chat request body must arrive within this
+            (and within `request_timeout_s`), or the answer is 408. The body is read before a concurrency slot
+            is taken, so slow clients hold connections, never generation slots.
         dtype (`str`, *optional*, defaults to `"auto"`), device (`str`, *optional*): how `app_from_environment` loads.
         allow_pickled_weights (`bool`, *optional*, defaults to `False`): also load pickled (`.bin`) weights.
     """
@@ -78,6 +84,8 @@ class ServeSettings:
     media_fetch_max_bytes: int = 10 * 1024 * 1024
     generation_workers: int = 2
     max_batch_size: int = 8
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
     dtype: str = "auto"
     device: str | None = None
     allow_pickled_weights: bool = False
@@ -88,6 +96,8 @@ class ServeSettings:
                 raise ValueError(f"ServeSettings.{name} must be >= 1, got {getattr(self, name)}.")
         if self.max_images < 0 or self.max_audios < 0 or self.request_timeout_s <= 0:
             raise ValueError("ServeSettings: max_images/max_audios must be >= 0 and request_timeout_s > 0.")
+        if self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("ServeSettings: header_timeout_s and body_timeout_s must be > 0.")
         self.allowed_media_domains = list(normalise_domains(self.allowed_media_domains))
 
 
@@ -164,6 +174,7 @@ def create_app(model, processor, settings: ServeSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_concurrent=settings.max_concurrent,
         limited_paths=[CHAT_PATH],
+        body_timeout_s=min(settings.body_timeout_s, settings.request_timeout_s),
         counters=app.state.counters,
     )
     return app

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-concurrent", type=int, default=8, help="chat requests in flight; more get 429")
     limits.add_argument("--max-tokens-cap", type=int, default=1024, help="largest max_tokens accepted")
     limits.add_argument("--request-timeout", type=float, default=120.0, help="seconds per request")
+    limits.add_argument(
+        "--header-timeout", type=float, default=10.0, help="seconds to send a request head, else the connection closes"
+    )
+    limits.add_argument(
+        "--body-timeout", type=float, default=10.0, help="seconds to send a chat body (read before a slot is taken)"
+    )
     limits.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024)
     limits.add_argument("--max-images", type=int, default=4, help="images per request")
     limits.add_argument("--max-audios", type=int, default=2, help="audio clips per request")
@@ -101,6 +107,8 @@ def settings_from_args(args):
         max_concurrent=args.max_concurrent,
         max_tokens_cap=args.max_tokens_cap,
         request_timeout_s=args.request_timeout,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
         max_body_bytes=args.max_body_bytes,
         max_images=args.max_images,
         max_audios=args.max_audios,
@@ -129,6 +137,7 @@ def run(args) -> int:
     import uvicorn
 
     from .app import SETTINGS_ENV, create_app, load_model, settings_to_environment
+    from .protocol import HEADER_TIMEOUT_ENV, protocol_with_header_timeout
 
     try:
         settings = settings_from_args(args)
@@ -142,9 +151,13 @@ def run(args) -> int:
         "log_level": args.log_level,
         "access_log": False,  # RequestGuard logs method, path (no query), status and time
         "timeout_keep_alive": 5,
+        "http": protocol_with_header_timeout(settings.header_timeout_s),
     }
     if args.workers > 1:
         os.environ[SETTINGS_ENV] = settings_to_environment(settings)
+        # Worker processes import the protocol class by name and read its deadline from the environment.
+        os.environ[HEADER_TIMEOUT_ENV] = str(settings.header_timeout_s)
+        common["http"] = "openmind_hf.serving.protocol:HeaderDeadlineH11Protocol"
         uvicorn.run(
             "openmind_hf.serving.app:app_from_environment",
             factory=True,

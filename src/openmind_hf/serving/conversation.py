@@ -164,7 +164,7 @@ class PromptBuilder:
             if scheme == "data":
                 mime, data = split_data_uri(url, what)
                 if mime is not None and not mime.startswith("image/"):
-                    raise MediaError(f"{what} has MIME type {mime.split('/')[0]}/..., not image/*.")
+                    raise MediaError(f"{what} is a data: URI whose MIME type is not image/*.")
             elif scheme in ("http", "https"):
                 if self.fetcher is None:
                     raise APIError(

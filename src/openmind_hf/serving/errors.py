@@ -2,6 +2,8 @@
 
 Every message a client or a log sees is written by us: third-party exception texts are never passed on, because
 they can quote the payload (pydantic's `input_value=...`) or hold memory addresses (`<_io.BytesIO object at 0x..>`).
+Validation errors name the field by position (`messages[1].content[0].image_url`), using only the schema's own
+field names (a key the client invented is `<unknown field>`), and describe the problem from a fixed vocabulary.
 """
 
 from __future__ import annotations
@@ -10,15 +12,40 @@ import os
 import re
 import traceback
 
-# Pydantic error types whose message template quotes the client's input; they get our own wording instead.
-_QUOTING_ERROR_TYPES = {
-    "union_tag_invalid": "unsupported `type`; expected one of the listed content part types",
+# Pydantic error type -> our wording. Only these words reach the client: pydantic's own messages can quote the
+# input (`union_tag_invalid` repeats the client's tag) and would change with pydantic versions anyway.
+_ERROR_WORDS = {
+    "missing": "required field missing",
+    "extra_forbidden": "unknown field; remove it",
+    "union_tag_invalid": "unsupported `type`; use text, image_url or input_audio",
     "union_tag_not_found": "a content part needs a `type` field",
+    "literal_error": "not one of the allowed values",
+    "enum": "not one of the allowed values",
     "json_invalid": "the body is not valid JSON",
     "json_type": "the body is not valid JSON",
+    "string_type": "expected a string",
+    "string_too_short": "too short",
+    "string_too_long": "too long",
+    "too_short": "too few items",
+    "too_long": "too many items",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected an object",
+    "model_type": "expected an object",
+    "model_attributes_type": "expected an object",
+    "greater_than": "too small",
+    "greater_than_equal": "too small",
+    "less_than": "too large",
+    "less_than_equal": "too large",
+    "none_required": "must be null",
 }
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
-_SAFE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class APIError(Exception):
@@ -55,13 +82,44 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return APIError(400, message, param=param, code=code)
 
 
-def describe_validation_errors(errors: list[dict], limit: int = 5) -> str:
-    """Pydantic `errors(include_input=False)` -> one line naming each field and problem, without any input values."""
+def field_path(loc: tuple, known_fields: frozenset[str]) -> str:
+    """`("messages", 1, "content", 0, "image_url")` -> `messages[1].content[0].image_url`. Only names in
+    `known_fields` are spelled out; anything else (a client's own key, pydantic's union labels such as `str` or
+    `list[...]`) is either dropped (union labels) or written `<unknown field>`."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in known_fields:
+            path += f".{part}" if path else part
+        elif "[" in part or part in ("str", "int", "float", "bool", "list", "dict", "none", "function-after"):
+            continue  # pydantic's label for a union member, not a key the client sent
+        else:
+            path += ".<unknown field>" if path else "<unknown field>"
+    return path
+
+
+def describe_validation_errors(errors: list[dict], limit: int = 5, known_fields: frozenset[str] | None = None) -> str:
+    """Pydantic `errors(include_input=False)` -> one line naming each field by position and the problem in a fixed
+    vocabulary, without anything the client chose (values, key names, MIME types).
+
+    Args:
+        errors (`list[dict]`): pydantic's error list.
+        limit (`int`, *optional*, defaults to 5): errors described; the rest are counted.
+        known_fields (`frozenset[str]`, *optional*): field names that may be spelled out; defaults to every field
+            of the chat-completions request schema.
+    """
+    if known_fields is None:
+        from .schemas import FIELD_NAMES
+
+        known_fields = FIELD_NAMES
     parts = []
     for err in errors[:limit]:
-        location = ".".join(str(p) if isinstance(p, int) or _SAFE_KEY.match(str(p)) else "<key>" for p in err["loc"])
-        message = _QUOTING_ERROR_TYPES.get(err["type"]) or _ADDRESS.sub("<address>", str(err["msg"]))[:200]
-        message = message.removeprefix("Value error, ")
+        location = field_path(err["loc"], known_fields)
+        if err["type"] == "value_error":  # raised by our own validators: their messages are ours
+            message = _ADDRESS.sub("<address>", str(err["msg"]))[:200].removeprefix("Value error, ")
+        else:
+            message = _ERROR_WORDS.get(err["type"], "invalid value")
         parts.append(f"{location}: {message}" if location else message)
     more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
     return "Invalid request: " + "; ".join(parts) + more
@@ -75,4 +133,4 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__} at {where}" if where else type(exc).__name__
 
 
-__all__ = ["APIError", "bad_request", "describe_validation_errors", "describe_exception"]
+__all__ = ["APIError", "bad_request", "describe_exception", "describe_validation_errors", "field_path"]

@@ -1,13 +1,17 @@
-"""The ASGI middleware in front of every route: API key, body size, concurrency limit, access log, last-resort 500.
+"""The ASGI middleware in front of every route: API key, body size, body deadline, concurrency limit, access log,
+last-resort 500.
 
 It is plain ASGI (not `BaseHTTPMiddleware`) so that a request counts as in flight until its last byte, streamed
-responses included, and so that refusals (401, 413, 429) are answered before the body is read or any work starts.
+responses included, and so that refusals (401, 413) are answered before the body is read or any work starts. On the
+limited paths the whole body is read, within `body_timeout_s`, before a concurrency slot is taken: a client that
+trickles its body (or never finishes it) holds only its own connection, never one of the `max_concurrent` slots.
 Unexpected exceptions stop here: the client gets a 500 with a request id, the log gets the exception type and
 where it was raised, and neither gets the exception text (uvicorn would log it, payload fragments included).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -50,6 +54,8 @@ class RequestGuard:
         limited_paths (`Iterable[str]`): paths that count against `max_concurrent`.
         open_paths (`Iterable[str]`, *optional*, defaults to `("/health",)`): paths that need no API key.
         counters (`GuardCounters`, *optional*): where the in-flight counts are kept.
+        body_timeout_s (`float`, *optional*, defaults to 10): the body of a request to `limited_paths` must arrive
+            within this many seconds, or the answer is 408.
     """
 
     def __init__(
@@ -61,12 +67,14 @@ class RequestGuard:
         limited_paths: Iterable[str],
         open_paths: Iterable[str] = ("/health",),
         counters: GuardCounters | None = None,
+        body_timeout_s: float = 10.0,
     ):
         self.app = app
         self.expected = f"Bearer {api_key}".encode() if api_key else None
         self.max_body_bytes, self.max_concurrent = max_body_bytes, max_concurrent
         self.limited_paths, self.open_paths = frozenset(limited_paths), frozenset(open_paths)
         self.counters = counters if counters is not None else GuardCounters()
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -119,7 +127,41 @@ class RequestGuard:
             return APIError(413, f"The request body is larger than the {self.max_body_bytes}-byte limit.")
         return None
 
+    async def _read_body(self, receive) -> bytes | None:
+        """The whole body, or None when the client went away; raises `APIError` 413 past `max_body_bytes`."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:  # chunked bodies declare no length up front
+                raise APIError(413, f"The request body is larger than the {self.max_body_bytes}-byte limit.")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
     async def _limited(self, scope, receive, send) -> None:
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), timeout=self.body_timeout_s)
+        except asyncio.TimeoutError:
+            error = APIError(408, "The request body was not received in time.", code="request_timeout")
+            return await send_error(send, error)
+        except APIError as error:
+            return await send_error(send, error)
+        if body is None:
+            return None  # the client is gone: nothing to answer
+        replayed = False
+
+        async def replay():
+            # The app reads the buffered body; after that, receive() waits for the client to disconnect as usual.
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
         # No await between the check and the increment: the event loop cannot interleave another request here.
         counters = self.counters
         if counters.in_flight >= self.max_concurrent:
@@ -135,7 +177,7 @@ class RequestGuard:
         counters.in_flight += 1
         counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, replay, send)
         finally:
             counters.in_flight -= 1
 

@@ -149,7 +149,18 @@ class ChatCompletionRequest(BaseModel):
         return enabled, (budget if enabled else None)
 
 
+def _field_names(*models: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for model in models for name in model.model_fields)
+
+
+# The only key names an error message may repeat (see `errors.describe_validation_errors`).
+FIELD_NAMES = _field_names(
+    ChatCompletionRequest, ChatMessage, TextPart, ImagePart, ImageURL, AudioPart, InputAudio, ChatTemplateKwargs,
+    StreamOptions,
+)  # fmt: skip
+
 __all__ = [
+    "FIELD_NAMES",
     "REASONING_EFFORT_BUDGETS",
     "TextPart",
     "ImagePart",

@@ -120,10 +120,10 @@ def client(chat):
     return gradio_client.Client(chat[0], verbose=False)
 
 
-def send(client, text, files=(), thinking=False, max_tokens=48):
+def send(client, text, files=(), thinking=False, max_tokens=48, budget=0):
     """Submits one message; returns (every streamed output, the final chatbot messages, the status line)."""
     message = {"text": text, "files": [gradio_client.handle_file(str(f)) for f in files]}
-    job = client.submit(message, thinking, 0, 0.0, max_tokens, api_name="/send")
+    job = client.submit(message, thinking, budget, 0.0, max_tokens, api_name="/send")
     shown, _, status = job.result(timeout=120)
     return job.outputs(), shown, status
 
@@ -173,6 +173,13 @@ def test_thinking_arrives_in_its_own_block(client):
     assert any(r and a is None for r, a, _ in early), early
     _, shown, _ = send(client, QUESTION, thinking=False)  # the same question without thinking: no block
     assert last_turn(shown)[:2] == (None, ANSWER)
+
+
+def test_thinking_budget_cuts_the_reasoning(client):
+    client.predict(api_name="/clear")
+    _, shown, status = send(client, QUESTION, thinking=True, budget=2)
+    reasoning = last_turn(shown)[0]
+    assert status == "Done." and reasoning and reasoning != REASONING and REASONING.startswith(reasoning), reasoning
 
 
 def test_corrupt_image_shows_an_error_and_the_next_request_works(client, chat):

@@ -7,7 +7,11 @@ from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+
+try:  # transformers >= 5.20 declares sub-configs with specs; older ones (vLLM pins 5.16.1-5.19) take a plain dict
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:
+    SubConfigSpec = None
 
 # Vision towers whose patch sequence starts with a CLS token (dropped by the "default" select strategy).
 VISION_TOWERS_WITH_CLS = ("clip_vision_model", "clip", "chinese_clip_vision_model")
@@ -55,11 +59,19 @@ class OpenMindConfig(PreTrainedConfig):
     """
 
     model_type = "openmind"
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="siglip_vision_model", optional=True),
-        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper", optional=True),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
+    # (default model_type, optional): `None` keeps an optional tower absent.
+    _sub_config_types = {
+        "vision_config": ("siglip_vision_model", True),
+        "audio_config": ("whisper", True),
+        "text_config": ("qwen2", False),
     }
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {
+            key: SubConfigSpec(config_class=AutoConfig, model_type=default_type, optional=optional)
+            for key, (default_type, optional) in _sub_config_types.items()
+        }
+    else:
+        sub_configs = dict.fromkeys(_sub_config_types, AutoConfig)
 
     vision_config: dict | PreTrainedConfig | None = None
     audio_config: dict | PreTrainedConfig | None = None
@@ -81,11 +93,25 @@ class OpenMindConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        if SubConfigSpec is None:
+            self._build_sub_configs()
         super().__post_init__(**kwargs)
         # Tying is a property of the LM: follow the text config (LLaVA does the same).
         if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
             self.tie_word_embeddings = True
         self._validate()
+
+    def _build_sub_configs(self) -> None:
+        """Dicts -> configs by their `model_type`, as `SubConfigSpec` does on newer transformers."""
+        from transformers import CONFIG_MAPPING
+
+        for key, (default_type, optional) in self._sub_config_types.items():
+            value = getattr(self, key)
+            if value is None and optional:
+                continue
+            if not isinstance(value, PreTrainedConfig):
+                value = dict(value or {})
+                setattr(self, key, CONFIG_MAPPING[value.pop("model_type", default_type)](**value))
 
     def _validate(self) -> None:
         def fail(message: str):

@@ -13,6 +13,7 @@ import os
 import numpy as np
 from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
+from transformers.processing_utils import MultiModalData
 
 from .media_decoding import decode_audio, decode_video, to_rgb
 
@@ -157,6 +158,28 @@ class OpenMindProcessor(ProcessorMixin):
             self.audio_token * audio_token_count(n, self.audio_model_type, self.audio_pool_stride) for n in lengths
         ]
         return features, replacements
+
+    def _get_num_multimodal_tokens(self, image_sizes=None, audio_lengths=None, **kwargs) -> MultiModalData:
+        r"""
+        Placeholder tokens each item expands to, for serving engines (vLLM) that size a request before processing it.
+
+        Args:
+            image_sizes (`list[list[int]]`, *optional*): `(height, width)` per image. Every image is resized to the
+                tower's input, so each one takes `num_image_tokens` tokens in one patch.
+            audio_lengths (`list[int]`, *optional*): valid mel frames per clip.
+
+        Returns:
+            `MultiModalData`: `num_image_tokens` and `num_image_patches` per image, `num_audio_tokens` per clip.
+        """
+        data = {}
+        if image_sizes is not None:
+            data["num_image_tokens"] = [self.num_image_tokens] * len(image_sizes)
+            data["num_image_patches"] = [1] * len(image_sizes)
+        if audio_lengths is not None:
+            data["num_audio_tokens"] = [
+                audio_token_count(n, self.audio_model_type, self.audio_pool_stride) for n in audio_lengths
+            ]
+        return MultiModalData(**data)
 
     @property
     def model_input_names(self):

@@ -629,3 +629,30 @@ class TestTransformersConventions:
             **kwargs,
         )
         assert torch.equal(static, dynamic) and torch.equal(compiled, dynamic)
+
+
+class TestProcessorConventions:
+    def test_text_max_length_does_not_truncate_audio(self, model_and_processor):
+        # A flat `max_length` is the text's: it used to reach the feature extractor and cut a 1 s clip to 0.25 s.
+        _, processor = model_and_processor
+        clip = _tone(1.0)
+        plain = processor(text="<audio> hi", audio=[clip], return_tensors="pt")
+        capped = processor(text="<audio> hi", audio=[clip], max_length=64, padding="max_length", return_tensors="pt")
+        assert capped["input_ids"].shape[1] == 64
+        assert int(capped["feature_attention_mask"].sum()) == int(plain["feature_attention_mask"].sum()) == 100
+        torch.testing.assert_close(capped["input_features"], plain["input_features"])
+
+    def test_video_as_array_or_frame_list(self, model_and_processor):
+        _, processor = model_and_processor
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 255, size=(3, 40, 48, 3), dtype=np.uint8)  # [F, H, W, C]
+        as_pil = processor(text="<video> what?", videos=[Image.fromarray(f) for f in frames], return_tensors="pt")
+        outputs = [
+            processor(text="<video> what?", videos=video, return_tensors="pt")
+            for video in (frames, np.moveaxis(frames, -1, 1), [frames], list(frames))
+        ]
+        assert as_pil["video_num_frames"].tolist() == [3]
+        for out in outputs:
+            torch.testing.assert_close(out["pixel_values_videos"], as_pil["pixel_values_videos"])
+            assert torch.equal(out["input_ids"], as_pil["input_ids"])
+        assert hasattr(processor, "video_processor") and processor.video_token == "<video>"

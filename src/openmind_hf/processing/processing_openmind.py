@@ -135,6 +135,8 @@ class OpenMindProcessor(ProcessorMixin):
 
     def _process_videos(self, videos, **kwargs):
         num_frames, fps = kwargs.pop("num_frames", None), kwargs.pop("fps", None)
+        if kwargs.pop("do_sample_frames", None) is False:  # every frame (still at most `video_max_frames`)
+            num_frames = fps = None
         clips = [
             decode_video(v, num_frames, fps, self.video_max_frames, what=f"video {v if _is_path(v) else i}")
             for i, v in enumerate(videos)
@@ -150,6 +152,8 @@ class OpenMindProcessor(ProcessorMixin):
     def _process_audio(self, audio, **kwargs):
         kwargs = {**kwargs, "return_attention_mask": True, "padding": "max_length"}
         kwargs.pop("sampling_rate", None)  # clips were resampled to the extractor's rate above
+        # A flat `max_length` is the text's (in tokens); the encoder needs its fixed window, so it never truncates audio.
+        kwargs.pop("max_length", None)
         features = self.feature_extractor(audio, sampling_rate=self.feature_extractor.sampling_rate, **kwargs)
         mask = features.pop("attention_mask")
         features["feature_attention_mask"] = mask
@@ -207,14 +211,27 @@ def _is_frame(item) -> bool:
     return isinstance(item, (Image.Image, np.ndarray)) or hasattr(item, "__array__")
 
 
+def _frames_of_array(video: np.ndarray) -> list:
+    """A `[frames, H, W, C]` or `[frames, C, H, W]` array -> its frames, channels last (what the decoder reads)."""
+    if video.shape[1] in (1, 3) and video.shape[-1] not in (1, 3, 4):
+        video = np.moveaxis(video, 1, -1)
+    return list(video)
+
+
 def _flatten_videos(videos) -> list:
-    """Videos come flat or nested per sample (`apply_chat_template` passes `[[video], ...]`); a video is a path or
-    a list of frames. Returns the flat list of videos."""
+    """Videos come flat or nested per sample (`apply_chat_template` passes `[[video], ...]`); a video is a path, a
+    list of frames or a `[frames, ...]` array. Returns the flat list of videos."""
     if isinstance(videos, (str, os.PathLike)):
         return [videos]
+    if isinstance(videos, np.ndarray) and videos.ndim == 4:
+        return [_frames_of_array(videos)]
+    if isinstance(videos, (list, tuple)) and videos and all(_is_frame(f) and np.ndim(f) in (2, 3) for f in videos):
+        return [list(videos)]  # one video given as a flat list of frames
     flat = []
     for item in videos:
-        if isinstance(item, (str, os.PathLike)):
+        if isinstance(item, np.ndarray) and item.ndim == 4:
+            flat.append(_frames_of_array(item))
+        elif isinstance(item, (str, os.PathLike)):
             flat.append(item)
         elif isinstance(item, (list, tuple)) and item and all(_is_frame(f) for f in item):
             flat.append(list(item))  # one video given as its frames

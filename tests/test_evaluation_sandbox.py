@@ -304,3 +304,14 @@ def test_no_boundary_means_a_clear_refusal(monkeypatch, tmp_path):
     assert boundary_status() == (False, boundary_status()[1])
     result = run_python("print(1)", LIMITS, allow_unsandboxed=True)
     assert result.passed and result.stdout == "1"
+
+
+def test_openmind_eval_refuses_code_tasks_without_a_boundary(tmp_path):
+    # Refused before any model is loaded (the model path does not even exist), with what to do about it.
+    env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap on PATH
+    command = [sys.executable, "-m", "openmind_hf.cli", "eval", "--model", str(tmp_path / "no-model")]
+    command += ["--data", str(tmp_path), "--tasks", "humaneval"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "no sandbox boundary here" in done.stderr and "--allow-unsandboxed-code" in done.stderr, done.stderr
+    assert "bubblewrap (`bwrap`) is not on PATH" in done.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .tasks import TASKS
 
@@ -59,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda:0, ...")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16, ...")
     parser.add_argument(
+        "--allow-unsandboxed-code",
+        action="store_true",
+        help="run humaneval's model-written code with only rlimits + an audit hook when bubblewrap is unavailable "
+        "(not a security boundary: only for code you would run on this machine anyway)",
+    )
+    parser.add_argument(
         "--allow-pickled-weights",
         action="store_true",
         help="also load a checkpoint whose weights are only pickled (pytorch_model.bin); unpickling can run code",
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise SystemExit(f"openmind eval: unknown task(s) {unknown}; choose from {','.join(TASKS)}.")
+    _require_code_sandbox(args, tasks)
     try:
         config = EvalConfig(
             model=args.model,
@@ -104,6 +112,26 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(report))
     print(f"\nreport: {args.output}" if args.output else json.dumps(report, indent=2))
     return 0
+
+
+def _require_code_sandbox(args: argparse.Namespace, tasks: list[str]) -> None:
+    # Checked before the model loads: code tasks run model-written code, which needs bubblewrap around it.
+    from .sandbox import allow_unsandboxed_code, boundary_status
+
+    runs_code = "humaneval" in tasks or (not tasks and TASKS["humaneval"].find_file(args.data) is not None)
+    if not runs_code:
+        return
+    available, reason = boundary_status()
+    if available:
+        return
+    if not args.allow_unsandboxed_code:
+        raise SystemExit(
+            f"openmind eval: humaneval runs model-written code and there is no sandbox boundary here: {reason}. "
+            "Install bubblewrap (`make test-deps` or `apt-get install bubblewrap`), leave humaneval out of --tasks, "
+            "or pass --allow-unsandboxed-code to run it with only in-process limits."
+        )
+    print(f"openmind eval: WARNING: running model-written code without an OS boundary ({reason}).", file=sys.stderr)
+    allow_unsandboxed_code()
 
 
 __all__ = ["add_arguments", "run"]

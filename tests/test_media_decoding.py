@@ -101,6 +101,27 @@ def test_stereo_odd_rate_audio_gives_identical_features_on_every_path(processor,
         assert torch.equal(out["feature_attention_mask"], reference["feature_attention_mask"]), name
 
 
+def test_formats_libsndfile_cannot_read_go_through_pyav_in_the_same_layout(processor, tmp_path):
+    import av
+
+    from openmind_hf.processing.media_decoding import read_audio
+
+    rate, stereo = 22_050, _stereo(22_050)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:  # AAC in m4a: libsndfile cannot read it
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "stereo"
+        frame = av.AudioFrame.from_ndarray(stereo, format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    waveform, file_rate = read_audio(buffer.getvalue())
+    assert waveform.shape[0] == 2 and file_rate == rate  # [channels, samples], the file's own rate
+    reference = processor(text=["<audio>"], audio=[waveform], sampling_rate=file_rate, return_tensors="pt")
+    data = _data_path(tmp_path, "clip.m4a", buffer.getvalue(), "audio", processor)
+    assert torch.equal(data["input_features"], reference["input_features"])
+
+
 def test_a_float_stereo_array_equals_its_wav_file(processor):
     # FLOAT wav stores the array exactly, so the array itself (not a read-back) must give the file's features.
     stereo = _stereo(44_100)

@@ -59,18 +59,18 @@ def _read_bytes(item: Any, what: str) -> bytes | str:
     )
 
 
-# ------------------------------------------------------------------------------------------------ images
-
-
 _HINTS = {
     "unreadable": "the file is corrupt, truncated or in an unsupported format; replace or convert it",
     "empty": "remove the record or fix the file",
-    "missing_library": None,  # the error carries its own hint (pip install ...)
 }
 
 
 def _data_error(err: MediaDecodeError) -> DataError:
+    """The decoder's error as a `DataError` (located later by `decode_sample_media`), with what to do about it."""
     return DataError(err.reason, hint=err.hint or _HINTS.get(err.kind))
+
+
+# ------------------------------------------------------------------------------------------------ images
 
 
 def load_image(item: Any):

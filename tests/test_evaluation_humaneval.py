@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from openmind_hf.evaluation.humaneval import (
+    build_check_job,
     build_program,
     estimate_pass_at_k,
     evaluate_samples,
@@ -114,8 +115,26 @@ def test_extract_completion_from_chat_answers():
                "test": "def check(c):\n    assert abs(c(1) - 3.14159) < 1e-3"}  # fmt: skip
     full = "Here you go:\n```python\ndef area(r):\n    return math.pi * r * r\n```\nDone."
     body = "    return math.pi * r ** 2\n"
-    from openmind_hf.evaluation.sandbox import run_python
+    from openmind_hf.evaluation.sandbox import check_candidate
 
     for answer in (full, body, "```py\n    return math.pi * r * r\n```"):
-        program = build_program(problem, extract_completion(answer, problem))
-        assert run_python(program).passed, program
+        job = build_check_job(problem, extract_completion(answer, problem))
+        assert check_candidate(*job).passed, job[0]
+    assert build_program(problem, body).startswith(problem["prompt"] + body)
+
+
+@needs_data
+def test_forging_completions_fail_on_real_problems(problems):
+    # Programs that pass a single-process executor without solving anything: the verdict is decided outside.
+    forgeries = [
+        "    import os\n    os._exit(0)\n",  # exits 0 at the first call
+        "    raise SystemExit(0)\n",
+        "    class Yes:\n        def __eq__(self, other):\n            return True\n    return Yes()\n",
+        "    import sys\n    f = sys._getframe()\n    while f.f_back:\n        f = f.f_back\n"
+        "    print(f.f_locals)\n    return True\n",
+        "    return True\nimport os\nos._exit(0)\n",  # the module itself exits before check() could run
+    ]
+    task_ids = list(problems)[:3]
+    samples = [{"task_id": t, "completion": c} for t in task_ids for c in forgeries]
+    report = evaluate_samples(problems, samples, ks=(1,), workers=2)
+    assert [r for r in report["results"] if r["passed"]] == []

@@ -85,6 +85,26 @@ def int8_export(trained_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def int4_export(trained_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int4")
+    return out, quantize_checkpoint(trained_checkpoint, out, bits=4, probe_new_tokens=4)
+
+
+@pytest.fixture(scope="module", params=["int8", "int4"])
+def quantized_dir(request):
+    """Each quantized checkpoint `openmind quantize` writes on CPU by default: torchao int8, quanto int4."""
+    return request.getfixturevalue(f"{request.param}_export")[0]
+
+
+def _assert_quantized(model) -> None:
+    from optimum.quanto import QModuleMixin
+    from torchao.quantization import Int8Tensor
+
+    layer = model.get_submodule(LM_LINEAR)
+    assert isinstance(layer, QModuleMixin) or isinstance(layer.weight, Int8Tensor), type(layer.weight)
+
+
+@pytest.fixture(scope="module")
 def reference_and_probe(trained_checkpoint):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -283,17 +303,15 @@ def test_cuda_backends_round_trip(trained_checkpoint, tmp_path, bits, backend):
     assert report.max_abs_logit_diff is not None and report.greedy_token_agreement >= 0.5
 
 
-def test_int4_checkpoint_is_served(trained_checkpoint, reference_and_probe, tmp_path):
-    """`openmind serve` loads a quanto int4 checkpoint (through `load_model_for_inference`) and answers like
+def test_quantized_checkpoint_is_served(quantized_dir):
+    """`openmind serve` loads an int8 / int4 checkpoint (through `load_model_for_inference`) and answers like
     the quantized model does when called directly."""
     from openai import OpenAI
 
-    from openmind_hf.export.quantize import quantize_checkpoint
     from openmind_hf.serving import BackgroundServer, ServeSettings, create_app, load_model
 
-    out = tmp_path / "int4"
-    quantize_checkpoint(str(trained_checkpoint), str(out), bits=4)
-    model, processor = load_model(str(out))
+    model, processor = load_model(str(quantized_dir))
+    _assert_quantized(model)
     chat = [{"role": "user", "content": "What is 2 plus 2?"}]
     inputs = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True,
                                            return_tensors="pt")  # fmt: skip
@@ -305,3 +323,64 @@ def test_int4_checkpoint_is_served(trained_checkpoint, reference_and_probe, tmp_
         reply = client.chat.completions.create(model="int4", messages=chat, max_tokens=8, temperature=0)
     assert expected.strip()  # the probe-trained model answers something
     assert reply.choices[0].message.content.strip() == expected.strip()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The usual entry points load a quantized checkpoint like any other (int8: torchao, int4: quanto)
+
+
+def test_auto_class_loads_quantized_checkpoints(quantized_dir, reference_and_probe):
+    """`AutoModelForImageTextToText.from_pretrained(DIR)`: quantized weights, same tokens as our own loader."""
+    from transformers import AutoModelForImageTextToText
+
+    _, inputs = reference_and_probe
+    model = AutoModelForImageTextToText.from_pretrained(quantized_dir)
+    assert not model.training
+    _assert_quantized(model)
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    assert torch.equal(_greedy(model, inputs, n=4), _greedy(load_model_for_inference(quantized_dir), inputs, n=4))
+
+
+def test_quanto_checkpoint_refuses_from_pretrained_options_it_cannot_apply(int4_export):
+    from transformers import AutoModelForImageTextToText, QuantoConfig
+
+    with pytest.raises(ValueError, match="already quantized.*quantization_config"):
+        AutoModelForImageTextToText.from_pretrained(int4_export[0], quantization_config=QuantoConfig(weights="int8"))
+    with pytest.raises(ValueError, match="runs in torch.float32 only"):
+        AutoModelForImageTextToText.from_pretrained(int4_export[0], dtype=torch.bfloat16)
+
+
+def test_pipeline_and_eval_on_quantized_checkpoints(quantized_dir, tmp_path, capsys):
+    """`pipeline("image-text-to-text", model=DIR)` and `openmind eval --model DIR` load it, and eval's prediction is
+    what the pipeline generates."""
+    from PIL import Image
+    from transformers import pipeline
+
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "red.png")
+    row = {"image": "red.png", "question": "What color is it?", "answers": ["red"] * 10, "question_id": 0}
+    (tmp_path / "data" / "vqa").mkdir(parents=True)
+    (tmp_path / "data" / "vqa" / "test.jsonl").write_text(json.dumps(row) + "\n")
+    predictions = tmp_path / "predictions.jsonl"
+    args = ["eval", "--model", str(quantized_dir), "--data", str(tmp_path / "data"), "--tasks", "vqa",
+            "--media_root", str(tmp_path), "--max-new-tokens", "6", "--output", str(tmp_path / "report.json"),
+            "--predictions", str(predictions)]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads(predictions.read_text().splitlines()[0])
+    pipe = pipeline("image-text-to-text", model=str(quantized_dir), device="cpu")
+    _assert_quantized(pipe.model)
+    chat = [{"role": "user", "content": [{"type": "image", "image": str(tmp_path / "red.png")},
+                                         {"type": "text", "text": row["question"]}]}]  # fmt: skip
+    out = pipe(text=chat, max_new_tokens=6, generate_kwargs={"do_sample": False})
+    assert out[0]["generated_text"][-1]["content"] == record["generation"]
+    assert json.loads((tmp_path / "report.json").read_text())["tasks"]["vqa"]["metrics"]["accuracy"] in (0.0, 1.0)
+
+
+def test_cli_shows_progress_per_stage_and_block(trained_checkpoint, tmp_path, capsys):
+    """int4 on a big model ran minutes in silence: now each stage logs a line and quanto's blocks have a bar."""
+    out = tmp_path / "int4"
+    argv = ["quantize", "--model", str(trained_checkpoint), "--bits", "4", "--output", str(out), "--probe-tokens", "2"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    for stage in ("[1/4] loading", "[2/4] quantizing to int4 with quanto", "[3/4] saved to", "[4/4] reloading"):
+        assert f"openmind quantize: {stage}" in err, err
+    assert "quantizing to qint4" in err and "block" in err  # the tqdm bar over decoder / encoder layers

@@ -12,6 +12,7 @@ Quantizing lives in `openmind_hf.export.quantize`; it writes what [`load_quantiz
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -42,15 +43,41 @@ def is_quanto_checkpoint(path: str | Path, **hub_kwargs) -> bool:
     return resolve_file(str(path), QUANTO_MAP_FILE, **hub_kwargs) is not None
 
 
-def load_quantized(path: str | Path, device: str | None = None, dtype: str | torch.dtype = "auto", **hub_kwargs):
+# `from_pretrained` keywords [`load_quantized`] accepts besides `dtype`/`device_map`: where the files are, or what the
+# Auto classes and `pipeline` pass along and which means nothing for a checkpoint whose weights are already quantized.
+HUB_KWARGS = ("revision", "token", "cache_dir", "force_download", "proxies", "local_files_only")
+IGNORED_KWARGS = (
+    "trust_remote_code",
+    "code_revision",
+    "_commit_hash",
+    "_from_auto",
+    "_from_pipeline",
+    "use_safetensors",
+    "adapter_kwargs",  # the Auto classes always pass it (revision, token); a PEFT adapter dir has no quanto map
+)
+
+
+def load_quantized(
+    path: str | Path,
+    device: str | None = None,
+    dtype: str | torch.dtype = "auto",
+    model_class=None,
+    config=None,
+    **hub_kwargs,
+):
     """Loads a directory (or Hub repo) written by `openmind_hf.export.quantize.save_quanto`: the model is built
     from its config without random init, quantized from `quantization_map.json` and filled by quanto's
     `requantize`. Every stored key must match the model (quanto itself loads with `strict=False`, so we check here).
+    `OpenMindPreTrainedModel.from_pretrained` calls this for such directories, so the Auto classes and `pipeline`
+    load them too.
 
     Args:
         path (`str` or `Path`): the quanto checkpoint directory or Hub repo id.
         device (`str`, *optional*): where to move the model; default CPU.
         dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`): must be the dtype it was quantized from.
+        model_class (`type`, *optional*): the class to build; defaults to `AutoModelForImageTextToText`'s choice.
+        config (`PretrainedConfig`, *optional*): the config to build from; defaults to the checkpoint's.
+        hub_kwargs: `revision`, `token`, `cache_dir`, ... for Hub repos.
     """
     from optimum.quanto import requantize
     from safetensors.torch import load_file
@@ -58,23 +85,58 @@ def load_quantized(path: str | Path, device: str | None = None, dtype: str | tor
     from transformers.initialization import no_init_weights
 
     path = str(path)
+    hub_kwargs = {k: v for k, v in hub_kwargs.items() if k in HUB_KWARGS and v is not None}
     weights_file = resolve_file(path, QUANTO_WEIGHTS_FILE, **hub_kwargs)
     map_file = resolve_file(path, QUANTO_MAP_FILE, **hub_kwargs)
     if weights_file is None or map_file is None:
         raise FileNotFoundError(
             f"{path} is not a quanto checkpoint: it needs {QUANTO_WEIGHTS_FILE} and {QUANTO_MAP_FILE}."
         )
-    config = AutoConfig.from_pretrained(path, **hub_kwargs)
-    torch_dtype = _quanto_dtype(dtype, config, path)
+    config = config if config is not None else AutoConfig.from_pretrained(path, **hub_kwargs)
+    torch_dtype = _quanto_dtype(dtype, _saved_config(path, **hub_kwargs).get("dtype") or config.dtype, path)
     with no_init_weights():  # every weight comes from the file; non-persistent buffers are still computed
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch_dtype)
+        if model_class is None:
+            model = AutoModelForImageTextToText.from_config(config, dtype=torch_dtype)
+        else:
+            model = model_class._from_config(config, dtype=torch_dtype)
     state = load_file(weights_file)
     requantize(model, state, json.loads(Path(map_file).read_text()), device=torch.device("cpu"))
     _check_keys(model, state, weights_file)
     model.tie_weights()
-    if resolve_file(path, "generation_config.json", **hub_kwargs) is not None:
+    if model.can_generate() and resolve_file(path, "generation_config.json", **hub_kwargs) is not None:
         model.generation_config = GenerationConfig.from_pretrained(path, **hub_kwargs)
     return (model.to(device) if device else model).eval()
+
+
+def load_quantized_from_pretrained(model_class, path, kwargs: dict):
+    """[`load_quantized`] with `from_pretrained`'s keywords (`dtype`/`torch_dtype`, `device_map`, `config`, hub
+    keywords); the hook `OpenMindPreTrainedModel.from_pretrained` calls. A keyword that would change how weights are
+    quantized or placed (e.g. `quantization_config`, a multi-device `device_map`) is refused with what to do."""
+    kwargs = dict(kwargs)
+    subfolder = kwargs.pop("subfolder", None)
+    path = os.path.join(str(path), subfolder) if subfolder else str(path)
+    dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None) or "auto"
+    device_map = kwargs.pop("device_map", None)
+    if device_map is not None and not isinstance(device_map, (str, torch.device)):
+        raise ValueError(
+            f"{path} is an optimum-quanto checkpoint and loads on one device: pass device_map='cpu' / 'cuda' "
+            f"(got {device_map!r}), or load it and call `.to(device)`."
+        )
+    device = None if device_map in (None, "auto") else str(device_map)
+    wants_info = kwargs.pop("output_loading_info", False)
+    config = kwargs.pop("config", None)
+    # The Auto classes pass some keywords empty (e.g. `adapter_kwargs={}`): only ones that ask for something count.
+    unknown = sorted(k for k, v in kwargs.items() if k not in HUB_KWARGS + IGNORED_KWARGS and v not in (None, {}))
+    if unknown:
+        raise ValueError(
+            f"{path} is already quantized (optimum-quanto, written by `openmind quantize`); from_pretrained cannot "
+            f"also apply {unknown}. Load it without them, or quantize the full-precision original instead."
+        )
+    config = config if hasattr(config, "to_dict") else None
+    hub_kwargs = {k: v for k, v in kwargs.items() if k in HUB_KWARGS}
+    model = load_quantized(path, device=device, dtype=dtype, model_class=model_class, config=config, **hub_kwargs)
+    no_problems = {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
+    return (model, no_problems) if wants_info else model
 
 
 def _check_keys(model, state: dict, weights_file: str) -> None:
@@ -88,9 +150,9 @@ def _check_keys(model, state: dict, weights_file: str) -> None:
         )
 
 
-def _quanto_dtype(dtype, config, path: str) -> torch.dtype:
+def _quanto_dtype(dtype, saved_dtype, path: str) -> torch.dtype:
     """quanto's int4 tensors cannot change dtype after quantization: they run in the dtype they were made from."""
-    saved = as_torch_dtype(getattr(config, "dtype", None)) or torch.float32
+    saved = as_torch_dtype(saved_dtype) or torch.float32  # the file's, not a `config` object a caller changed
     wanted = as_torch_dtype(dtype)
     if wanted is not None and wanted != saved:
         raise ValueError(
@@ -162,5 +224,6 @@ __all__ = [
     "is_quanto_checkpoint",
     "load_model_for_inference",
     "load_quantized",
+    "load_quantized_from_pretrained",
     "resolve_file",
 ]

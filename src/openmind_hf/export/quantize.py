@@ -24,6 +24,7 @@ Hub); `openmind serve` uses it. The original must hold safetensors weights unles
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,9 +33,11 @@ import numpy as np
 import torch
 
 from ..building.inference import QUANTO_MAP_FILE, QUANTO_WEIGHTS_FILE, as_torch_dtype, load_model_for_inference
+from .quantize_commands import BACKENDS  # kept with the CLI, which must not import torch for `--help`
+
+logger = logging.getLogger(__name__)  # one line per stage; `openmind quantize` shows them on stderr
 
 RECORD_FILE = "openmind_quantization.json"  # what we did and measured; also marks a quantized directory
-BACKENDS = ("auto", "torchao", "quanto", "bnb")
 # Module names (prefixes) of the towers and projectors that `keep_towers_fp` leaves alone.
 TOWER_MODULES = ("model.vision_tower", "model.multi_modal_projector", "model.audio_tower", "model.audio_projector")
 ALWAYS_FULL_PRECISION = ("lm_head",)
@@ -268,6 +271,7 @@ def quantize_checkpoint(
     group_size: int = 64,
     probe_new_tokens: int = 16,
     allow_pickled_weights: bool = False,
+    progress: bool = False,
 ) -> QuantizationReport:
     """Quantizes the checkpoint at `model_dir` into `output_dir` (model, processor, remote code, and
     `openmind_quantization.json` with the report), then reloads the output and compares it with the original.
@@ -286,6 +290,8 @@ def quantize_checkpoint(
         probe_new_tokens (`int`, *optional*, defaults to 16): greedy tokens compared; 0 skips the comparison.
         allow_pickled_weights (`bool`, *optional*, defaults to `False`): also read an original whose weights are only
             pickled (`pytorch_model.bin`); the output is always safetensors.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar while quanto quantizes block by
+            block (each stage is also logged at INFO on `openmind_hf.export.quantize`).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -296,6 +302,7 @@ def quantize_checkpoint(
     output_dir = Path(output_dir)
     if output_dir.resolve() == Path(model_dir).resolve():
         raise ValueError("--output must differ from --model: quantizing in place would destroy the original.")
+    logger.info("[1/4] loading %s and running the probe batch (%d greedy tokens)", model_dir, probe_new_tokens)
     processor = AutoProcessor.from_pretrained(model_dir)
     inputs = probe_batch(processor)
     pickled = {"allow_pickled_weights": allow_pickled_weights}
@@ -304,7 +311,11 @@ def quantize_checkpoint(
     if probe_new_tokens > 0:
         reference = probe_outputs(original.to(device) if device else original, inputs, probe_new_tokens)
     del original
-    method = _quantize_and_save(model_dir, output_dir, backend, bits, skip, device, dtype, group_size, pickled)
+    logger.info("[2/4] quantizing to int%d with %s (full precision: %s)", bits, backend, ", ".join(skip))
+    method = _quantize_and_save(
+        model_dir, output_dir, backend, bits, skip, device, dtype, group_size, pickled, progress
+    )
+    logger.info("[3/4] saved to %s", output_dir)
     processor.save_pretrained(output_dir)
     report = QuantizationReport(
         backend=backend,
@@ -316,6 +327,7 @@ def quantize_checkpoint(
         probe_new_tokens=probe_new_tokens,
     )
     if probe_new_tokens > 0:
+        logger.info("[4/4] reloading %s and comparing it with the original on the probe batch", output_dir)
         candidate = probe_outputs(load_model_for_inference(output_dir, device=device), inputs, probe_new_tokens)
         for key, value in compare_probe_outputs(reference, candidate, inputs["attention_mask"]).items():
             setattr(report, key, value)
@@ -326,7 +338,9 @@ def quantize_checkpoint(
     return report
 
 
-def _quantize_and_save(model_dir, output_dir: Path, backend, bits, skip, device, dtype, group_size, pickled) -> str:
+def _quantize_and_save(
+    model_dir, output_dir: Path, backend, bits, skip, device, dtype, group_size, pickled, progress=False
+) -> str:
     """Loads `model_dir`, quantizes it with `backend`, saves it to `output_dir`; returns the method's description."""
     from transformers import AutoModelForImageTextToText
 
@@ -334,7 +348,7 @@ def _quantize_and_save(model_dir, output_dir: Path, backend, bits, skip, device,
     dtype = as_torch_dtype(dtype) or "auto"
     if backend == "quanto":
         model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype, **load_kwargs).eval()
-        model, method = quantize_with_quanto(model, bits, skip)
+        model, method = quantize_with_quanto(model, bits, skip, progress=progress)
         save_quanto(model, output_dir)
         return method
     config, method = transformers_quantization_config(backend, bits, skip, device, group_size)
@@ -347,16 +361,37 @@ def _quantize_and_save(model_dir, output_dir: Path, backend, bits, skip, device,
     return method
 
 
-def quantize_with_quanto(model, bits: int, skip: list[str]):
+def quantize_with_quanto(model, bits: int, skip: list[str], progress: bool = False):
     """Quantizes `model` in place with optimum-quanto (weights only) and freezes it; returns it and a description.
-    Modules named in `skip` (and everything under them) stay in full precision."""
+    Modules named in `skip` (and everything under them) stay in full precision. Works one block (an entry of a
+    `ModuleList`, e.g. a decoder layer) at a time, with a progress bar when `progress` is set: freezing a large model
+    takes minutes."""
     from optimum.quanto import freeze, qint4, qint8, quantize
+    from tqdm.auto import tqdm
 
+    qtype = qint8 if bits == 8 else qint4
     # fnmatch patterns: the module itself and everything under it.
     exclude = [pattern for name in skip for pattern in (name, f"{name}.*")]
-    quantize(model, weights=qint8 if bits == 8 else qint4, exclude=exclude)
-    freeze(model)  # replaces float weights by their quantized form, so the state dict holds int data
-    return model, f"optimum-quanto {'qint8' if bits == 8 else 'qint4'} weights"
+    blocks = quantizable_blocks(model, skip)
+    for block in tqdm(blocks, desc=f"quantizing to {qtype.name}", unit="block", disable=not progress):
+        quantize(model, weights=qtype, include=[block, f"{block}.*"], exclude=exclude)
+        freeze(model.get_submodule(block))  # replaces float weights by their quantized form: int data in the state
+    # What no block holds: embeddings' neighbours, projectors, heads outside `skip`.
+    quantize(model, weights=qtype, exclude=exclude + [pattern for b in blocks for pattern in (b, f"{b}.*")])
+    freeze(model)
+    return model, f"optimum-quanto {qtype.name} weights"
+
+
+def quantizable_blocks(model, skip: list[str]) -> list[str]:
+    """Names of the entries of the outermost `ModuleList`s (decoder / encoder layers) outside `skip`."""
+    blocks = []
+    for name, module in model.named_modules():
+        inside = any(name == s or name.startswith(f"{s}.") for s in skip) or any(
+            name.startswith(f"{b}.") for b in blocks
+        )
+        if isinstance(module, torch.nn.ModuleList) and not inside:
+            blocks += [f"{name}.{index}" for index in range(len(module))]
+    return blocks
 
 
 __all__ = [
@@ -364,6 +399,7 @@ __all__ = [
     "quantize_checkpoint",
     "save_quanto",
     "quantize_with_quanto",
+    "quantizable_blocks",
     "resolve_backend",
     "full_precision_modules",
     "transformers_quantization_config",

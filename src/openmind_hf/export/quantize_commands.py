@@ -10,8 +10,11 @@ See `openmind_hf.export.quantize` for the backends and what each writes.
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
-from .quantize import BACKENDS
+# Not imported from `.quantize` (which imports torch): `openmind quantize --help` must stay instant.
+BACKENDS = ("auto", "torchao", "quanto", "bnb")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .quantize import quantize_checkpoint
 
+    _show_stages()
     try:
         report = quantize_checkpoint(
             args.model,
@@ -60,12 +64,35 @@ def run(args: argparse.Namespace) -> int:
             group_size=args.group_size,
             probe_new_tokens=args.probe_tokens,
             allow_pickled_weights=args.allow_pickled_weights,
+            progress=True,
         )
     except (ValueError, ImportError, OSError) as err:
         raise SystemExit(f"openmind quantize: {err}") from None
     print(report.summary())
     print(f"saved to {args.output} (load it with openmind_hf.building.load_model_for_inference)")
     return 0
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a line is logged (tests and notebooks swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _show_stages() -> None:
+    """Prints quantize's stage lines on stderr (only our logger: other libraries keep their own levels)."""
+    stage_logger = logging.getLogger("openmind_hf.export.quantize")
+    if not any(isinstance(h, _StderrHandler) for h in stage_logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("openmind quantize: %(message)s"))
+        stage_logger.addHandler(handler)
+    stage_logger.setLevel(logging.INFO)
 
 
 __all__ = ["add_arguments", "run"]

@@ -144,6 +144,12 @@ def _refuse_pickled_weights(path, kwargs: dict) -> None:
         )
 
 
+def _is_quanto_checkpoint(path, kwargs: dict) -> bool:
+    """A local directory written by `openmind quantize --backend quanto` (it holds `quantization_map.json`)."""
+    folder = os.path.join(str(path), kwargs.get("subfolder") or "")
+    return path is not None and os.path.isfile(os.path.join(folder, "quantization_map.json"))
+
+
 def _frozen(module: nn.Module) -> bool:
     return not any(p.requires_grad for p in module.parameters())
 
@@ -170,8 +176,14 @@ class OpenMindPreTrainedModel(PreTrainedModel):
         of being freshly initialised with a warning. Pass `strict=False` to get transformers' lenient behaviour.
         Weights must be safetensors: pickled ones (`pytorch_model.bin`) load only with `allow_pickled_weights=True`,
         because unpickling can run code even with `weights_only=True` (a mitigation with a history of bypasses)."""
+        path = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        if _is_quanto_checkpoint(path, kwargs):
+            # transformers cannot load optimum-quanto weights; `openmind quantize` writes them with a map we requantize
+            from openmind_hf.building.inference import load_quantized_from_pretrained
+
+            return load_quantized_from_pretrained(cls, path, kwargs)
         if not allow_pickled_weights:
-            _refuse_pickled_weights(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+            _refuse_pickled_weights(path, kwargs)
             kwargs["use_safetensors"] = True  # transformers then never falls back to a pickle (Hub repos too)
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)

@@ -24,7 +24,7 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client", reason="the `chat` extra is not installed")
 
-from openmind_hf.chat.app import ERROR_TITLE, THINKING_TITLE, build_chat_app, launch_chat_app  # noqa: E402
+from openmind_hf.chat.app import ERROR_PREFIX, THINKING_TITLE, build_chat_app, launch_chat_app  # noqa: E402
 from openmind_hf.chat.local import LocalModelServer  # noqa: E402
 from openmind_hf.serving import ServeSettings  # noqa: E402
 
@@ -141,7 +141,10 @@ def last_turn(shown):
             break
         tail.insert(0, message)
     titled = {(m.get("metadata") or {}).get("title"): texts(m) for m in tail}
-    return titled.get(THINKING_TITLE), titled.get(None), titled.get(ERROR_TITLE)
+    answer = titled.get(None)
+    if answer is not None and answer.startswith(ERROR_PREFIX):
+        return titled.get(THINKING_TITLE), None, answer.removeprefix(ERROR_PREFIX)
+    return titled.get(THINKING_TITLE), answer, None
 
 
 def test_image_question_streams_the_answer(client, chat):
@@ -232,6 +235,7 @@ def browser(tmp_path):
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1100",
         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",  # a synthetic microphone
     ):  # fmt: skip
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
@@ -286,7 +290,20 @@ def test_in_a_real_browser(chat, browser, tmp_path):
     assert [row.text.strip() for row in bot_rows()][-1].startswith("red")
     assert chatbot().find_elements(By.CSS_SELECTOR, ".user-row img"), "the uploaded image is shown in the chat"
 
-    # 2. Clear, switch thinking on, ask: the reasoning shows in its own block, apart from the answer.
+    # 2. Record from the (fake) microphone and send: the clip is longer than the tiny model's 2 s audio window, so
+    #    the server refuses it from the header and the page shows the error in the conversation.
+    box.find_element(By.CSS_SELECTOR, "button.microphone-button").click()
+    wait_for(lambda: box.find_element(By.CSS_SELECTOR, "button.record-button"), "the recorder").click()
+    time.sleep(2.5)
+    box.find_element(By.CSS_SELECTOR, "button.stop-button").click()
+    wait_for(lambda: box.find_element(By.CSS_SELECTOR, "[aria-label='Attach audio']"), "the recording").click()
+    wait_for(lambda: box.find_elements(By.CSS_SELECTOR, ".thumbnail-item"), "the recording's thumbnail")
+    box.find_element(By.TAG_NAME, "textarea").send_keys(AUDIO_QUESTION)
+    box.find_element(By.CSS_SELECTOR, "button.submit-button").click()
+    wait_for(lambda: status().startswith("Error:"), "the audio-length error")
+    assert "the limit is 2 s per clip" in bot_rows()[-1].text and "audio.wav" in bot_rows()[-1].text
+
+    # 3. Clear, switch thinking on, ask: the reasoning shows in its own block, apart from the answer.
     browser.find_element(By.ID, "clear").click()
     wait_for(lambda: not bot_rows(), "the conversation to clear")
     browser.find_element(By.CSS_SELECTOR, "#thinking input[type=checkbox]").click()

@@ -24,7 +24,7 @@ QUIET_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1
 SANS = ["ui-sans-serif", "system-ui", "sans-serif"]
 MONO = ["ui-monospace", "monospace"]
 THINKING_TITLE = "Thinking"
-ERROR_TITLE = "Error"
+ERROR_PREFIX = "⚠️ Error: "  # a plain message, not a collapsible block: an error must be seen without a click
 
 
 def _gradio():
@@ -72,7 +72,7 @@ def render(turns: list[dict], streaming: bool = False) -> list[dict]:
         if turn["answer"]:
             shown.append({"role": "assistant", "content": turn["answer"]})
         if turn["error"]:
-            shown.append({"role": "assistant", "content": turn["error"], "metadata": {"title": ERROR_TITLE}})
+            shown.append({"role": "assistant", "content": ERROR_PREFIX + turn["error"]})
     return shown
 
 

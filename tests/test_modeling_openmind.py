@@ -590,26 +590,23 @@ class TestTransformersConventions:
         torch.testing.assert_close(no_media, from_embeds)
 
     def test_assisted_and_prompt_lookup_decoding_with_image_and_audio(self, model_and_processor):
+        # The assistant (and the lookup candidates) see no media; the main model's prompt forward merges them.
         model, processor = model_and_processor
-        batch = {k: v[1:2] if k in ("input_ids", "attention_mask") else v for k, v in _prompt_batch(processor).items()}
-        batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-        one = _mixed_batch(processor, with_answers=False)  # rows: image / audio / text / image+image+audio
+        batch = _mixed_batch(processor, with_answers=False)  # rows: image / audio / text / images + audio
         kwargs = {"max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
-        for row, keys in ((0, ("pixel_values",)), (1, ("input_features", "feature_attention_mask"))):
-            length = int(one["attention_mask"][row].sum())
-            inputs = {"input_ids": one["input_ids"][row : row + 1, :length]}
-            if row == 0:
-                inputs["pixel_values"] = one["pixel_values"][:1]
-            else:
-                n_image_clips = 0  # row 1 holds the first audio clip
-                inputs["input_features"] = one["input_features"][n_image_clips : n_image_clips + 1]
-                inputs["feature_attention_mask"] = one["feature_attention_mask"][:1]
-            assert all(k in inputs for k in keys)
+        image_prompt = {"pixel_values": batch["pixel_values"][:1]}
+        audio_prompt = {k: batch[k][:1] for k in ("input_features", "feature_attention_mask")}
+        for row, media in ((0, image_prompt), (1, audio_prompt)):
+            length = int(batch["attention_mask"][row].sum())  # right padding: the prompt is the first `length` ids
+            inputs = {"input_ids": batch["input_ids"][row : row + 1, :length], **media}
             greedy = model.generate(**inputs, **kwargs)
             assisted = model.generate(**inputs, assistant_model=model, **kwargs)
             lookup = model.generate(**inputs, prompt_lookup_num_tokens=2, **kwargs)
             assert torch.equal(assisted, greedy) and torch.equal(lookup, greedy)
-        assert batch  # the batched prompt built above stays valid for left-padded generation
+            with torch.no_grad():  # the media do shape the prompt's next-token logits
+                with_media = model(**inputs).logits[:, -1]
+                without_media = model(input_ids=inputs["input_ids"]).logits[:, -1]
+            assert not torch.allclose(with_media, without_media, atol=1e-4)
 
     def test_static_cache_and_compiled_generation_match_dynamic(self, model_and_processor):
         from transformers import CompileConfig

@@ -68,7 +68,7 @@ def test_jsonl_json_parquet_and_folder_give_the_same_samples(tmp_path):
 def test_invalid_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(_records(1)[0]) + "\n{not json\n")
-    with pytest.raises(DataError, match=r"bad\.jsonl:2 .*invalid JSON"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2:2 .*invalid JSON"):
         list(iter_samples(path))
     report = SkipReport()
     assert len(list(iter_samples(path, on_error="skip", report=report))) == 1

@@ -30,10 +30,14 @@ from .formats import normalize_record
 from .loading import RecordFilter, RecordRef, iter_records, normalize_ref
 from .media import DEFAULT_SAMPLING_RATE, decode_sample_media
 from .policy import SkipReport, check_on_error, handle_error
+from .validate import text_chars
 
 
 class _SampleLoader:
     """What both datasets share: turn a `RecordRef` into a decoded sample, or a located `DataError`."""
+
+    # Hear videos whose record does not say `"audio"` (the recipes' `--use_audio_in_video`); set after construction.
+    use_audio_in_video: bool = False
 
     def __init__(
         self,
@@ -62,6 +66,7 @@ class _SampleLoader:
                     sample,
                     sampling_rate=self.sampling_rate,
                     num_frames=self.num_frames,
+                    use_audio_in_video=self.use_audio_in_video,
                     source=ref.source,
                     line=ref.line,
                 )
@@ -91,7 +96,8 @@ class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
         sampling_rate (`int`, *optional*, defaults to 16000): audio rate.
         num_frames (`int`, *optional*, defaults to 8): frames sampled per video.
         transform (`Callable`, *optional*): applied to each decoded sample.
-        **iter_kwargs: passed to `iter_records` (`split`, `name`, `data_files`, ...).
+        **iter_kwargs: passed to `iter_records` (`split`, `name`, `data_files`, `checks`, ...); with
+            `checks=RecordChecks()` media files are checked (exist, header parses) here, before any item is read.
     """
 
     def __init__(
@@ -115,14 +121,17 @@ class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
         self.source = source
         # Raw records are kept (not canonical samples: those are ~3x larger) and re-normalised per item (~10 us).
         self._refs: list[RecordRef] = []
+        self._chars: list[int] = []  # text characters per kept record, for length budgets before tokenizing
         for ref in iter_records(source, media_root=media_root, **iter_kwargs):
             try:
-                if self.load(ref, decode=False) is None:
+                sample = self.load(ref, decode=False)
+                if sample is None:
                     continue
             except DataError as err:
                 handle_error(err, self.on_error, self.skip_report)
                 continue
             self._refs.append(ref)
+            self._chars.append(text_chars(sample))
         if not self._refs:
             raise DataError(
                 "no usable sample (all records were filtered or skipped)",
@@ -133,6 +142,16 @@ class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
 
     def __len__(self) -> int:
         return len(self._refs)
+
+    def text_chars(self, index: int) -> int:
+        """Characters of text in item `index` (known without decoding media or tokenizing)."""
+        return self._chars[index]
+
+    def location(self, index: int) -> tuple[str, int | None, str]:
+        """`(source, line, sample_id)` of item `index` (the id is `source:line` for a record without one)."""
+        ref = self._refs[index]
+        raw_id = ref.record.get("id") if isinstance(ref.record, dict) else None
+        return ref.source, ref.line, str(raw_id) if raw_id is not None else f"{ref.source}:{ref.line}"
 
     def __iter__(self):
         # Without this, `for sample in dataset` would never end: __getitem__ wraps indices (to replace bad samples)

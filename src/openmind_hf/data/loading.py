@@ -20,6 +20,7 @@ from .errors import DataError
 from .formats import normalize_record
 from .media import decode_sample_media, resolve_media_paths
 from .policy import SkipReport, check_on_error, handle_error
+from .validate import RecordChecks, parse_jsonl_line
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".tar", ".tar.gz", ".tgz")
 IMAGE_EXTS = {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"}
@@ -77,22 +78,29 @@ class RecordFilter:
 # --------------------------------------------------------------------------------------------- local files
 
 
-def _iter_jsonl(path: Path, media_root: str | None) -> Iterator[RecordRef]:
-    with open(path, encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip():
+def _iter_jsonl(path: Path, media_root: str | None, checks: RecordChecks | None = None) -> Iterator[RecordRef]:
+    # Binary mode: a line that is not UTF-8 becomes one located error instead of ending the whole read.
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
-            try:
-                yield RecordRef(json.loads(text), str(path), number, media_root)
-            except json.JSONDecodeError as err:
-                error = DataError(
-                    f"invalid JSON ({err.msg} at column {err.colno})",
-                    source=str(path),
-                    line=number,
-                    sample_id=f"{path}:{number}",  # the id a record without "id" gets
-                    hint="fix or delete this line; each line must be one JSON object",
-                )
-                yield RecordRef(None, str(path), number, media_root, error)
+            record, error = parse_jsonl_line(raw, str(path), number)
+            if error is None and checks is not None:
+                error = checks(record, source=str(path), line=number, media_root=media_root, text=_text(raw))
+            yield RecordRef(record if error is None else None, str(path), number, media_root, error)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _checked(refs: Iterator[RecordRef], checks: RecordChecks | None) -> Iterator[RecordRef]:
+    """Apply `checks` to the records of a reader that has no line text (JSON, Parquet, tar, `datasets`)."""
+    for ref in refs:
+        error = None
+        if checks is not None and ref.error is None:
+            error = checks(ref.record, source=ref.source, line=ref.line, media_root=ref.media_root)
+        yield ref if error is None else RecordRef(None, ref.source, ref.line, ref.media_root, error)
 
 
 def _iter_json(path: Path, media_root: str | None) -> Iterator[RecordRef]:
@@ -236,6 +244,7 @@ def iter_records(
     media_root: str | os.PathLike | None = None,
     split: str = "train",
     streaming: bool = False,
+    checks: RecordChecks | None = None,
     **load_dataset_kwargs,
 ) -> Iterator[RecordRef]:
     """Yield raw records with their location from any supported source.
@@ -247,15 +256,21 @@ def iter_records(
             file's own folder; for other sources, the working directory.
         split (`str`, *optional*, defaults to `"train"`): split for `load_dataset`.
         streaming (`bool`, *optional*, defaults to False): stream from `load_dataset` instead of downloading.
+        checks (`RecordChecks`, *optional*): checks run on each record as it is read (media existence and headers,
+            confinement to the media root); a record that fails comes with its `error` set.
         **load_dataset_kwargs: passed to `datasets.load_dataset` (e.g. `name`, `data_files`).
     """
     root = str(media_root) if media_root is not None else None
     if _is_local(source) and (Path(source).is_dir() or _reader_for(Path(source)) is not None):
         for path in list_data_files(source):
-            yield from _reader_for(path)(path, root if root is not None else str(path.parent))
+            reader, file_root = _reader_for(path), root if root is not None else str(path.parent)
+            if reader is _iter_jsonl:
+                yield from _iter_jsonl(path, file_root, checks)
+            else:
+                yield from _checked(reader(path, file_root), checks)
         return
     if isinstance(source, list):
-        yield from _iter_hf(source, "<list>", root)
+        yield from _checked(_iter_hf(source, "<list>", root), checks)
         return
     if isinstance(source, (str, os.PathLike)):
         if str(source).lower().endswith(FILE_SUFFIXES):  # looks like a local file that is not there
@@ -264,7 +279,7 @@ def iter_records(
 
         source = datasets.load_dataset(str(source), split=split, streaming=streaming, **load_dataset_kwargs)
     name = getattr(getattr(source, "info", None), "dataset_name", None) or type(source).__name__
-    yield from _iter_hf(source, name, root)
+    yield from _checked(_iter_hf(source, name, root), checks)
 
 
 def normalize_ref(ref: RecordRef) -> dict:

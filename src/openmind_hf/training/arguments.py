@@ -113,6 +113,14 @@ class DataArguments:
     eval_dataset_split: str = field(default="test", metadata={"help": "Split of the evaluation data."})
     media_root: str | None = field(default=None, metadata={"help": "Folder relative media paths resolve against."})
     on_error: str = field(default="raise", metadata={"help": "Bad records: 'raise' (stop) or 'skip' (count)."})
+    confine_media_to_root: bool = field(
+        default=False,
+        metadata={"help": "A media path whose real path (symlinks resolved) is outside media_root is a bad record."},
+    )
+    max_chars_per_token: float = field(
+        default=16,
+        metadata={"help": "Records with more text than max_length x this many characters are skipped untokenized."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval records."})
     enable_thinking: bool | None = field(
@@ -136,6 +144,13 @@ class DataArguments:
         metadata={
             "help": "Keep only records whose metadata.quality_score is at least this (records without a score are "
             "kept); filtered records are not errors."
+        },
+    )
+    use_audio_in_video: bool = field(
+        default=False,
+        metadata={
+            "help": "Hear every video's sound (its audio track over the same span as its frames) unless its record "
+            'says "audio": false; a video without an audio stream is then a bad record.'
         },
     )
 

@@ -8,6 +8,7 @@ directly.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .arguments import STAGES
 
@@ -31,11 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.errors import DataError
     from .recipe_loader import load_recipe
 
     recipe = load_recipe(args.stage)
     argv = (["--config", args.config] if args.config else []) + list(args.stage_args)
-    recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
+    try:
+        recipe.main(*recipe.make_parser().parse_args_and_config(args=argv))
+    except DataError as err:  # bad data is the user's to fix: one line naming file:line:column, no traceback
+        print(f"openmind train: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

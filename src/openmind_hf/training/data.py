@@ -25,6 +25,7 @@ from ..data.errors import DataError
 from ..data.loading import RecordFilter
 from ..data.policy import SkipReport
 from ..data.preference import PreferenceDataset
+from ..data.validate import CHARS_PER_TOKEN, RecordChecks, char_budget, over_budget_error, with_hint
 from .arguments import DataArguments
 
 
@@ -62,6 +63,9 @@ class _Truncated(torch.utils.data.Dataset):
     def __init__(self, store, n: int):
         self.store, self.n = store, min(n, len(store))
         self.skip_report = store.skip_report
+        self.max_chars_per_token = getattr(store, "max_chars_per_token", CHARS_PER_TOKEN)
+        if hasattr(store, "text_chars"):
+            self.text_chars, self.location = store.text_chars, store.location
 
     def __len__(self) -> int:
         return self.n
@@ -76,16 +80,28 @@ def _load_store(dataset_cls, data_args: DataArguments, report: SkipReport, eval_
     source = data_args.eval_dataset_name if eval_split else data_args.dataset_name
     if source is None:
         raise ValueError(missing)
-    store = dataset_cls(
-        source,
-        media_root=data_args.media_root,
-        on_error=data_args.on_error,
-        report=report,
-        record_filter=record_filter(data_args),
-        **_load_kwargs(data_args, eval_split),
-    )
+    # Pre-flight: every record is parsed and its media files checked (exist, header parses) here, before the first
+    # step; under on_error="raise" the first bad record stops the run now, in one line, with what to do.
+    checks = RecordChecks(confine_media_to_root=data_args.confine_media_to_root)
+    try:
+        store = dataset_cls(
+            source,
+            media_root=data_args.media_root,
+            on_error=data_args.on_error,
+            report=report,
+            record_filter=record_filter(data_args),
+            checks=checks,
+            **_load_kwargs(data_args, eval_split),
+        )
+    except DataError as err:
+        raise with_hint(err, _preflight_hint(source)) from None
+    store.max_chars_per_token = data_args.max_chars_per_token
     limit = data_args.max_eval_samples if eval_split else data_args.max_train_samples
     return _Truncated(store, limit) if limit else store
+
+
+def _preflight_hint(source) -> str:
+    return f"or pass --on_error skip to skip and count bad records; `openmind data check {source}` lists them all"
 
 
 def load_chat_store(data_args: DataArguments, report: SkipReport, eval_split: bool = False):
@@ -98,7 +114,9 @@ def load_chat_store(data_args: DataArguments, report: SkipReport, eval_split: bo
         eval_split (`bool`, *optional*, defaults to False): load `eval_dataset_name` instead of `dataset_name`.
     """
     missing = "No training data: pass --dataset_name (a JSONL/JSON/Parquet file or folder, or a Hub id)."
-    return _load_store(OpenMindDataset, data_args, report, eval_split, missing)
+    store = _load_store(OpenMindDataset, data_args, report, eval_split, missing)
+    getattr(store, "store", store).use_audio_in_video = data_args.use_audio_in_video  # under a `_Truncated` view
+    return store
 
 
 def load_preference_store(data_args: DataArguments, report: SkipReport, eval_split: bool = False):
@@ -149,17 +167,44 @@ class PromptStore(torch.utils.data.Dataset):
 # ------------------------------------------------------------------------------------------- trainer rows
 
 
-def index_dataset(store, name: str = "train"):
+def index_dataset(store, name: str = "train", indices: list[int] | None = None):
     """
-    A `datasets.Dataset` with one row per store item: `{"index": i, "store": name, "images": []}`.
+    A `datasets.Dataset` with one row per store item (or per item of `indices`): `{"index": i, "store": name,
+    "images": []}`.
 
     The `images` column tells TRL this is a media dataset, so it leaves collation (and media) to us instead of
     tokenizing the text alone up front. `store` names which store the index points into (train or eval).
     """
     import datasets
 
-    n = len(store)
-    return datasets.Dataset.from_dict({"index": list(range(n)), "store": [name] * n, "images": [[] for _ in range(n)]})
+    indices = list(range(len(store))) if indices is None else indices
+    n = len(indices)
+    return datasets.Dataset.from_dict({"index": indices, "store": [name] * n, "images": [[] for _ in range(n)]})
+
+
+def within_budget(store, max_length: int | None) -> list[int]:
+    """
+    Indices of the store items whose text can fit in `max_length` tokens; the others are counted in the store's
+    `skip_report` (never raised: like the collator's drop of over-long samples) and never reach the tokenizer.
+
+    The budget is `max_length * store.max_chars_per_token` characters (`--max_chars_per_token`, default 16): a
+    bound no real tokenizer beats, so only records that would be dropped after tokenizing anyway are dropped here.
+    Stores that cannot tell an item's text length without decoding it (preference pairs) are not checked.
+    """
+    budget = char_budget(max_length, getattr(store, "max_chars_per_token", CHARS_PER_TOKEN))
+    if budget is None or not hasattr(store, "text_chars"):
+        return list(range(len(store)))
+    keep = []
+    for i in range(len(store)):
+        chars = store.text_chars(i)
+        if chars <= budget:
+            keep.append(i)
+            continue
+        source, line, sample_id = store.location(i)
+        store.skip_report.add(over_budget_error(sample_id, chars, budget, max_length, source=source, line=line))
+    if not keep:
+        raise DataError(f"every record is longer than {budget} characters", hint="raise max_length")
+    return keep
 
 
 class IndexedCollator:
@@ -179,11 +224,15 @@ class IndexedCollator:
 
 
 def indexed_inputs(train_store, eval_store, collator) -> dict:
-    """The trainer's `data_collator`, `train_dataset` and `eval_dataset` for two stores and a sample collator."""
+    """The trainer's `data_collator`, `train_dataset` and `eval_dataset` for two stores and a sample collator; items
+    whose text cannot fit in the collator's `max_length` are dropped (and counted) here, before tokenizing."""
+    max_length = getattr(collator, "max_length", None)
     return {
         "data_collator": IndexedCollator({"train": train_store, "eval": eval_store}, collator),
-        "train_dataset": index_dataset(train_store),
-        "eval_dataset": index_dataset(eval_store, "eval") if eval_store is not None else None,
+        "train_dataset": index_dataset(train_store, indices=within_budget(train_store, max_length)),
+        "eval_dataset": None
+        if eval_store is None
+        else index_dataset(eval_store, "eval", within_budget(eval_store, max_length)),
     }
 
 

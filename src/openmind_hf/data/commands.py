@@ -6,6 +6,7 @@ openmind data download --dataset coco-captions --input raw/coco --output data/co
 openmind data download --dataset laion --input 'https://host/laion/{00000..00099}.tar' --output data/laion  # streamed
 openmind data list
 openmind data check data/demo/instruct_train.jsonl --on-error skip   # decode everything, report bad records
+openmind data check data/demo/instruct_train.jsonl --stats --preset tiny   # token lengths, media, a preview
 """
 
 from __future__ import annotations
@@ -35,6 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--on-error", choices=("raise", "skip"), default="skip")
     check.add_argument("--min-quality-score", type=float, default=None)
     check.add_argument("--split", default="train")
+    check.add_argument(
+        "--confine-media-to-root",
+        action="store_true",
+        help="a media path whose real path (symlinks resolved) is outside the media root is a bad record",
+    )
+    check.add_argument(
+        "--stats",
+        action="store_true",
+        help="token-length histogram, media counts and a preview of samples as the model sees them "
+        "(needs --model DIR or --preset tiny)",
+    )
+    check.add_argument("--model", default=None, help="--stats: checkpoint folder whose processor encodes samples")
+    check.add_argument("--preset", choices=("tiny",), default=None, help="--stats: use a preset's processor")
+    check.add_argument("--max-length", type=int, default=None, help="--stats: count samples over this many tokens")
+    check.add_argument("--stats-samples", type=int, default=2000, help="--stats: tokenize at most this many")
+    check.add_argument("--preview", type=int, default=3, help="--stats: samples to show as the model sees them")
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +87,32 @@ def run_download(args) -> int:
     return 0
 
 
+def _stats_processor(args):
+    if args.model is not None:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(args.model)
+    from ..building.presets import load_tiny_tokenizer, tiny_config
+    from ..building.processor import build_processor
+
+    tokenizer = load_tiny_tokenizer()
+    return build_processor(tiny_config(tokenizer), tokenizer)
+
+
 def _run_check(args) -> int:
     from .errors import DataError
     from .loading import RecordFilter, iter_samples
     from .policy import SkipReport
+    from .validate import RecordChecks
 
+    if args.stats and args.model is None and args.preset is None:
+        print("openmind data check: --stats needs --model DIR or --preset tiny (to tokenize)", file=sys.stderr)
+        return 2
+    stats = None
+    if args.stats:
+        from .stats import DatasetStats
+
+        stats = DatasetStats(_stats_processor(args), args.stats_samples, args.preview, args.max_length)
     report = SkipReport()
     record_filter = RecordFilter(min_quality_score=args.min_quality_score)
     kinds: dict[str, int] = {}
@@ -87,8 +125,11 @@ def _run_check(args) -> int:
             report=report,
             decode=True,
             split=args.split,
+            checks=RecordChecks(confine_media_to_root=args.confine_media_to_root),
         ):
             kinds[sample["kind"]] = kinds.get(sample["kind"], 0) + 1
+            if stats is not None:
+                stats.add(sample)
     except DataError as err:
         print(f"openmind data check: {err}", file=sys.stderr)
         return 1
@@ -98,9 +139,26 @@ def _run_check(args) -> int:
         "filtered": record_filter.filtered,
         "skipped": report.to_dict(20),
     }
+    if stats is not None:
+        summary["stats"] = stats.to_dict()
     print(json.dumps(summary, indent=2))
+    if stats is not None:
+        _print_stats(summary["stats"])
     print(report.summary(), file=sys.stderr)
     return 0 if report.count == 0 else 3
+
+
+def _print_stats(stats: dict) -> None:
+    from .stats import LABEL_CLOSE, LABEL_OPEN, format_histogram
+
+    lines = [
+        f"token lengths ({stats['tokenized']} samples tokenized):",
+        format_histogram(stats),
+        f"media: {stats['media']}",
+    ]
+    lines.append(f"preview (the loss trains on the text between {LABEL_OPEN} and {LABEL_CLOSE}):")
+    lines += stats.get("preview", [])
+    print("\n".join(lines), file=sys.stderr)
 
 
 def run(args) -> int:

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ..processing.media_decoding import MediaDecodeError, decode_audio, decode_image, decode_video
+from ..processing.media_decoding import (
+    MediaDecodeError,
+    VideoClip,
+    decode_audio,
+    decode_image,
+    decode_video,
+    decode_video_audio,
+)
 from .errors import DataError
 
 DEFAULT_SAMPLING_RATE = 16_000
@@ -60,6 +67,7 @@ def _read_bytes(item: Any, what: str) -> bytes | str:
 
 
 _HINTS = {
+    "too_long": "cut it to a shorter span (start/end) or raise the limit",
     "unreadable": "the file is corrupt, truncated or in an unsupported format; replace or convert it",
     "empty": "remove the record or fix the file",
 }
@@ -94,13 +102,14 @@ def load_image(item: Any):
 # ------------------------------------------------------------------------------------------------- audio
 
 
-def load_audio(item: Any, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndarray:
+def load_audio(item: Any, sampling_rate: int = DEFAULT_SAMPLING_RATE, max_seconds: float | None = None) -> np.ndarray:
     """Decode audio to a mono float32 `[num_samples]` array at `sampling_rate` (resampled with soxr).
 
     Args:
         item: a path, bytes, a `{"bytes", "path"}` dict, an HF decoded `{"array", "sampling_rate"}` dict, or a
             float array already at `sampling_rate`, `[samples]` or `[channels, samples]`.
         sampling_rate (`int`, *optional*, defaults to 16000): the rate the audio encoder expects.
+        max_seconds (`float`, *optional*): refuse longer clips (a file's header is checked before decoding).
 
     Raises:
         `DataError`: missing, 0-byte, unreadable or empty audio, non-finite samples, or an array laid out
@@ -109,7 +118,7 @@ def load_audio(item: Any, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndar
     decoded = (isinstance(item, dict) and item.get("array") is not None) or isinstance(item, (np.ndarray, list))
     source = item if decoded else _read_bytes(item, "audio")
     try:
-        return decode_audio(source, sampling_rate, what=f"audio {_describe(item)}")
+        return decode_audio(source, sampling_rate, what=f"audio {_describe(item)}", max_seconds=max_seconds)
     except MediaDecodeError as err:
         raise _data_error(err) from err
 
@@ -117,29 +126,58 @@ def load_audio(item: Any, sampling_rate: int = DEFAULT_SAMPLING_RATE) -> np.ndar
 # ------------------------------------------------------------------------------------------------- video
 
 
-def load_video_frames(item: Any, num_frames: int | None = 8, fps: float | None = None, max_frames: int = 64) -> list:
+def load_video_frames(
+    item: Any,
+    num_frames: int | None = 8,
+    fps: float | None = None,
+    max_frames: int = 64,
+    *,
+    use_audio_in_video: bool = False,
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    max_source_frames: int | None = None,
+) -> list | VideoClip:
     """Decode a video and sample RGB frames: `num_frames` at the centres of equal segments, or one every `1 / fps`
-    seconds (never more frames than the video has).
+    seconds (never more frames than the video has), inside its `[start, end)` span; with its sound when asked.
 
     Args:
-        item: a path, bytes, `{"bytes", "path"}` dict, or an already decoded list of frames (returned as RGB).
+        item: a path, bytes, a `{"bytes" | "path", "start"?, "end"?, "audio"?, "missing_audio"?}` dict (times in
+            seconds; `"audio": true` hears the video; `"missing_audio": "silence"` gives silence to a video
+            without an audio stream instead of an error), or an already decoded list of frames (returned as RGB).
         num_frames (`int`, *optional*, defaults to 8): frames to sample evenly (ignored when `fps` is given).
         fps (`float`, *optional*): sample at this rate instead, up to `max_frames`.
         max_frames (`int`, *optional*, defaults to 64): cap on the frames returned.
+        use_audio_in_video (`bool`, *optional*, defaults to False): hear videos whose item does not say `"audio"`.
+        sampling_rate (`int`, *optional*, defaults to 16000): the rate of the sound.
+        max_source_frames (`int`, *optional*): refuse a span longer than this many frames (from the container,
+            before decoding).
 
     Returns:
-        `list[PIL.Image.Image]`: the frames, in time order.
+        `list[PIL.Image.Image]`: the frames, in time order; a `VideoClip` (frames + sound of the same span) when the
+        video is heard.
 
     Raises:
-        `DataError`: missing/0-byte/unreadable file, no video stream, or no decodable frame.
+        `DataError`: missing/0-byte/unreadable file, no video stream, no decodable frame, a bad span, a span over
+        the frame limit, or no audio stream when its sound was asked for.
     """
     if isinstance(item, (list, tuple)):
         return [load_image(frame) for frame in item]
     if fps is None and (num_frames is None or num_frames < 1):
         raise ValueError(f"give num_frames >= 1 or fps, got num_frames={num_frames}, fps={fps}")
+    span = item if isinstance(item, dict) else {}
     data = _read_bytes(item, "video")
+    what = f"video {_describe(item)}"
     try:
-        return decode_video(data, num_frames, fps, max_frames, what=f"video {_describe(item)}")
+        frames = decode_video(
+            data, num_frames, fps, max_frames, what=what,
+            start=span.get("start"), end=span.get("end"), max_source_frames=max_source_frames,
+        )  # fmt: skip
+        if not span.get("audio", use_audio_in_video):
+            return frames
+        sound = decode_video_audio(
+            data, sampling_rate, start=span.get("start"), end=span.get("end"),
+            missing=span.get("missing_audio", "error"), what=what,
+        )  # fmt: skip
+        return VideoClip(frames, sound, sampling_rate)
     except MediaDecodeError as err:
         raise _data_error(err) from err
 
@@ -171,10 +209,12 @@ def decode_sample_media(
     sampling_rate: int = DEFAULT_SAMPLING_RATE,
     num_frames: int | None = 8,
     fps: float | None = None,
+    use_audio_in_video: bool = False,
     source: str | None = None,
     line: int | None = None,
 ) -> dict:
-    """Return a copy of a canonical sample whose media are decoded (PIL images, float32 arrays, lists of frames).
+    """Return a copy of a canonical sample whose media are decoded (PIL images, float32 arrays, lists of frames, and
+    `VideoClip`s for videos that are heard: their own `"audio": true`, or `use_audio_in_video`).
 
     Raises:
         `DataError`: naming `source`, `line`, the sample id and the media item that failed.
@@ -183,7 +223,12 @@ def decode_sample_media(
     try:
         decoded["images"] = [load_image(item) for item in sample.get("images") or []]
         decoded["audios"] = [load_audio(item, sampling_rate) for item in sample.get("audios") or []]
-        decoded["videos"] = [load_video_frames(item, num_frames, fps) for item in sample.get("videos") or []]
+        decoded["videos"] = [
+            load_video_frames(
+                item, num_frames, fps, use_audio_in_video=use_audio_in_video, sampling_rate=sampling_rate
+            )
+            for item in sample.get("videos") or []
+        ]
     except DataError as err:
         raise err.located(source=source, line=line, sample_id=sample.get("id")) from err
     return decoded

@@ -196,6 +196,114 @@ def _audio_reasoning(count: int, rng: np.random.Generator) -> _Question:
     )
 
 
+# ------------------------------------------------------------------------------------------------ video
+
+
+def write_video(
+    path: str | Path,
+    frames: list[np.ndarray],
+    fps: int = 4,
+    audio: np.ndarray | None = None,
+    sampling_rate: int = SAMPLING_RATE,
+    keyframe_interval: int = 4,
+) -> None:
+    """Writes an MP4 with PyAV: MPEG-4 part 2 video of `frames` (`[H, W, 3]` uint8, even sides) and, when `audio`
+    (mono float32 `[samples]`) is given, an AAC audio track.
+
+    Args:
+        keyframe_interval (`int`, *optional*, defaults to 4): frames per group of pictures (seeking lands on these).
+    """
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("mpeg4", rate=fps)
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        video.gop_size = keyframe_interval
+        video.bit_rate = 400_000
+        sound = container.add_stream("aac", rate=sampling_rate, layout="mono") if audio is not None else None
+        for image in frames:
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(video.encode())
+        if sound is not None:
+            samples = np.asarray(audio, dtype=np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate = sampling_rate
+            container.mux(sound.encode(frame))
+            container.mux(sound.encode())
+
+
+# A video that must be SEEN and HEARD: each 2 s clip has two halves; in each half a square of one colour moves left
+# to right while a tone of one pitch plays. A record's span picks one half; the question asks for the colour AND the
+# pitch in it, so the answer ("red high") needs the frames of the span and its sound (the other half is a decoy).
+VIDEO_SIZE = 32
+VIDEO_FPS = 8
+VIDEO_HALF_SECONDS = 1.0
+VIDEO_PITCHES: dict[str, float] = {"low": 440.0, "high": 1760.0}
+VIDEO_QUESTION = "What color is the shape, what pitch is the tone?"  # every word in SYNTHETIC_VOCABULARY
+
+
+def _moving_square(color: str, t: float) -> np.ndarray:
+    """One 32x32 frame: a 10 px square of `color` at horizontal position `t` (0..1) on white."""
+    frame = np.full((VIDEO_SIZE, VIDEO_SIZE, 3), 255, np.uint8)
+    x = int(round(t * (VIDEO_SIZE - 10)))
+    frame[11:21, x : x + 10] = COLORS[color]
+    return frame
+
+
+def _half_tone(pitch: str, rng: np.random.Generator) -> np.ndarray:
+    """A 1 s half: the tone from 0.1 s to 0.9 s (gaps keep the AAC encoder's delay from leaking across halves)."""
+    n = int(VIDEO_HALF_SECONDS * SAMPLING_RATE)
+    t = np.arange(n) / SAMPLING_RATE
+    on = (t >= 0.1) & (t < 0.9)
+    fade = np.clip(np.minimum(t - 0.1, 0.9 - t) / 0.01, 0.0, 1.0)
+    tone = 0.5 * np.sin(2 * np.pi * VIDEO_PITCHES[pitch] * t) * fade * on
+    return (tone + rng.normal(0.0, 0.005, n)).astype(np.float32)
+
+
+def write_video_sound_dataset(output_dir: str | Path, seed: int = 0, num_train: int = 256, num_test: int = 64) -> dict:
+    """Writes the seen-and-heard video task: `videos/*.mp4` (2 s, 32x32, 8 fps, AAC mono 16 kHz) and
+    `video_sound_{train,test}.jsonl` instruction records whose `video` is `{"path", "start", "end"}` (one half).
+
+    Records do not say `"audio"`: hearing is the caller's choice (`--use_audio_in_video`, or the loaders'
+    `use_audio_in_video`), so the same files serve the ablation. `metadata` holds `answer`, `color` and `pitch`.
+
+    Returns:
+        `dict`: `{"train": path, "test": path, "colors": [...], "pitches": [...]}`.
+    """
+    root = Path(output_dir)
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    paths = {}
+    for split, num, rng in (("train", num_train, train_rng), ("test", num_test, test_rng)):
+        lines = []
+        for i in range(num):
+            sample_id = f"video-{split}-{i:05d}"
+            colors = [str(c) for c in rng.choice(list(COLORS), size=2, replace=False)]
+            pitches = [str(p) for p in rng.choice(list(VIDEO_PITCHES), size=2)]
+            per_half = int(VIDEO_FPS * VIDEO_HALF_SECONDS)
+            frames = [_moving_square(c, k / (per_half - 1)) for c in colors for k in range(per_half)]
+            sound = np.concatenate([_half_tone(p, rng) for p in pitches])
+            rel = f"videos/{sample_id}.mp4"
+            write_video(root / rel, frames, fps=VIDEO_FPS, audio=sound)
+            half = int(rng.integers(2))
+            answer = f"{colors[half]} {pitches[half]}"
+            span = {"path": rel, "start": half * VIDEO_HALF_SECONDS, "end": (half + 1) * VIDEO_HALF_SECONDS}
+            record = {
+                "id": sample_id,
+                "conversations": [
+                    {"from": "user", "value": f"<video>\n{VIDEO_QUESTION}"},
+                    {"from": "assistant", "value": answer},
+                ],
+                "video": span,
+                "metadata": {"task": "video_sound", "answer": answer, "color": colors[half], "pitch": pitches[half]},
+            }
+            lines.append(json.dumps(record) + "\n")
+        paths[split] = root / f"video_sound_{split}.jsonl"
+        paths[split].write_text("".join(lines), encoding="utf-8")
+    return {**{k: str(v) for k, v in paths.items()}, "colors": list(COLORS), "pitches": list(VIDEO_PITCHES)}
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 
@@ -443,9 +551,13 @@ __all__ = [
     "SHAPES",
     "SYNTHETIC_VOCABULARY",
     "TASKS",
+    "VIDEO_PITCHES",
+    "VIDEO_QUESTION",
     "render_shapes_image",
     "render_tones",
     "vocabulary_words",
     "write_faulty_dataset",
+    "write_video",
+    "write_video_sound_dataset",
     "write_synthetic_dataset",
 ]

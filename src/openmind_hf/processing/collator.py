@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from .errors import ProcessingError
+from .processing_openmind import video_has_sound
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +178,15 @@ class OpenMindCollator:
             processor_kwargs={**self.processor_kwargs, "padding": True, "padding_side": "right"},
         )
         lengths = out["attention_mask"].sum(-1).tolist()
+        # a heard video adds one audio clip (its sound) to its sample
+        heard = self.processor_kwargs.get("use_audio_in_video", False)
+        clips = [
+            len(s.get("audios") or []) + sum(video_has_sound(v, heard) for v in s.get("videos") or []) for s in samples
+        ]
         counts = {
             "pixel_values": [len(s.get("images") or []) for s in samples],
-            "input_features": [len(s.get("audios") or []) for s in samples],
-            "feature_attention_mask": [len(s.get("audios") or []) for s in samples],
+            "input_features": clips,
+            "feature_attention_mask": clips,
             "video_num_frames": [len(s.get("videos") or []) for s in samples],
         }
         if "video_num_frames" in out:  # frames per sample = sum of its videos' sampled frames

@@ -3,19 +3,31 @@
 Placeholders are expanded here: `<image>` -> `num_image_tokens` tokens, `<audio>` -> as many tokens as the clip's
 real length gives (not the padded window), `<video>` -> sampled frames (grouped by `video_temporal_pool`) times
 `num_image_tokens`. The model checks the counts again and names both numbers when they differ.
+
+A video may also be heard: `use_audio_in_video=True` (every video of the call), or per video a dict
+`{"path" | "bytes": ..., "start": s, "end": s, "audio": True, "missing_audio": "silence"}`, or a decoded
+`VideoClip` (frames + sound, what the data path gives). Its sound over the same `[start, end)` span as its frames
+is resampled to the audio tower's rate and placed right after the frames: `<video>` expands to the frame tokens
+followed by the clip's `<audio>` tokens ("frames then audio"). Frames-then-audio was chosen over interleaving per
+time chunk because the audio tower encodes one fixed window per clip: interleaving k chunks would encode k padded
+windows per video (k times the audio compute for the same sound) and split tones across chunk edges, while one clip
+keeps the model's merge unchanged (audio features in `<audio>` token order).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 from transformers import BatchFeature, ProcessorMixin
 from transformers.processing_utils import MultiModalData
 
-from .media_decoding import decode_audio, decode_video, to_rgb
+from .errors import MediaDecodeError
+from .media_decoding import VideoClip, decode_audio, decode_video, decode_video_audio, to_rgb
 
 
 def audio_token_count(num_mel_frames: int, audio_model_type: str, pool_stride: int) -> int:
@@ -42,6 +54,11 @@ class OpenMindProcessor(ProcessorMixin):
         audio_pool_stride (`int`, *optional*, defaults to 2): encoder frames per audio token.
         video_max_frames (`int`, *optional*, defaults to 8): frame budget per video.
         video_temporal_pool (`int`, *optional*, defaults to 1): frames averaged into one group of image tokens.
+        video_max_source_frames (`int`, *optional*): refuse a video (or its span) longer than this many frames,
+            from its container's metadata, before decoding.
+
+    Call kwargs beyond the mixin's: `use_audio_in_video` (`bool`, defaults to False) hears every video's sound
+    (see the module docstring; a video dict's own `"audio"` wins).
     """
 
     def __init__(
@@ -55,8 +72,10 @@ class OpenMindProcessor(ProcessorMixin):
         audio_pool_stride: int = 2,
         video_max_frames: int = 8,
         video_temporal_pool: int = 1,
+        video_max_source_frames: int | None = None,
         **kwargs,
     ):
+        self.video_max_source_frames = video_max_source_frames
         self.num_image_tokens = num_image_tokens
         self.audio_model_type = audio_model_type
         self.audio_pool_stride = audio_pool_stride
@@ -89,7 +108,87 @@ class OpenMindProcessor(ProcessorMixin):
             videos = None
         if audio is not None and isinstance(audio, (list, tuple)) and len(audio) == 0:
             audio = None
+        use_audio_in_video = bool(kwargs.pop("use_audio_in_video", False))
+        if videos is not None:
+            videos = _flatten_videos(videos)
+            sounds = [self._video_sound(v, i, use_audio_in_video) for i, v in enumerate(videos)]
+            if any(sound is not None for sound in sounds):
+                audio = self._place_video_sound(text, audio, sounds)
+                videos = [_Heard(v) if sound is not None else v for v, sound in zip(videos, sounds)]
         return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
+
+    def _video_sound(self, video, index: int, default: bool):
+        """The video's sound at the extractor's rate when it is to be heard (its own `"audio"` flag, else
+        `default`), else None."""
+        rate = self.feature_extractor.sampling_rate if self.feature_extractor is not None else None
+        if isinstance(video, VideoClip):
+            return decode_audio(video.audio, rate, source_rate=video.sampling_rate, what=f"sound of video {index}")
+        wanted = video.get("audio", default) if isinstance(video, dict) else default
+        if isinstance(wanted, np.ndarray):  # already decoded sound (at `sampling_rate`, else the extractor's rate)
+            return decode_audio(wanted, rate, source_rate=video.get("sampling_rate"), what=f"sound of video {index}")
+        if wanted is None or wanted is False:
+            return None
+        if self.audio_model_type is None or rate is None:
+            raise ValueError("This model has no audio tower: it cannot hear the sound of a video.")
+        source = _video_source(video)
+        if isinstance(source, (list, tuple, np.ndarray)):
+            raise MediaDecodeError(
+                f"video {index} is a list of frames: it has no sound to hear",
+                kind="no_audio",
+                hint="give the video file, or a VideoClip with its audio",
+            )
+        span = video if isinstance(video, dict) else {}
+        return decode_video_audio(
+            source,
+            rate,
+            start=span.get("start"),
+            end=span.get("end"),
+            missing=span.get("missing_audio", "error"),
+            max_seconds=getattr(self.feature_extractor, "chunk_length", None),
+            what=f"video {source if _is_path(source) else index}",
+        )
+
+    def _place_video_sound(self, text, audio, sounds: list) -> list:
+        """All audio clips in placeholder order: each heard video's sound goes right after that `<video>` (frames
+        then audio), between the `<audio>` clips given before and after it. The text is not changed: the video's
+        replacement carries the audio tokens (`get_text_with_replacements`), so assistant masks stay aligned."""
+        if text is None:
+            raise ValueError("A video with sound needs a prompt holding its <video> placeholder.")
+        texts = [text] if isinstance(text, str) else list(text)
+        clips = (
+            [] if audio is None else ([audio] if isinstance(audio, np.ndarray) and audio.ndim == 1 else list(audio))
+        )
+        given, heard, placed = iter(clips), iter(sounds), []
+        for sample in texts:
+            for token in re.findall(self._placeholder_pattern, sample):
+                if token == self.audio_token:
+                    placed.append(next(given, None))
+                else:
+                    placed.append(next(heard, None))
+        # a count mismatch is left for `validate_inputs` to name
+        return [clip for clip in placed if clip is not None] + list(given)
+
+    @property
+    def _placeholder_pattern(self) -> str:
+        return f"{re.escape(self.video_token)}|{re.escape(self.audio_token)}"
+
+    def get_text_with_replacements(self, text, images_replacements=[], videos_replacements=[], audio_replacements=[]):  # noqa: B006 - the mixin's signature
+        """A heard video's replacement ends in `_SOUND_MARK`: swap in its clip's audio tokens (the next audio
+        replacement in placeholder order), so `<video>` expands to frame tokens then audio tokens."""
+        if any(r.endswith(_SOUND_MARK) for r in videos_replacements):
+            videos_iter, audio_iter = iter(videos_replacements), iter(audio_replacements)
+            videos_replacements, plain_audio = [], []
+            for sample in text:
+                for token in re.findall(self._placeholder_pattern, sample):
+                    if token == self.audio_token:
+                        plain_audio.append(next(audio_iter))
+                        continue
+                    replacement = next(videos_iter)
+                    if replacement.endswith(_SOUND_MARK):
+                        replacement = replacement[: -len(_SOUND_MARK)] + next(audio_iter)
+                    videos_replacements.append(replacement)
+            audio_replacements = plain_audio
+        return super().get_text_with_replacements(text, images_replacements, videos_replacements, audio_replacements)
 
     def prepare_inputs_layout(self, images=None, text=None, videos=None, audio=None, **kwargs):
         if audio is not None:
@@ -105,7 +204,9 @@ class OpenMindProcessor(ProcessorMixin):
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         # Videos are counted here, not by the mixin (which wants decoded arrays).
         without_videos = [t.replace(self.video_token, "") for t in text] if text is not None else None
-        super().validate_inputs(images=images, text=without_videos, videos=None, audio=audio, **kwargs)
+        heard = sum(isinstance(v, _Heard) for v in videos or [])
+        plain_audio = (list(audio)[: len(audio) - heard] or None) if audio is not None and heard else audio
+        super().validate_inputs(images=images, text=without_videos, videos=None, audio=plain_audio, **kwargs)
         if text is not None:
             n_text = sum(sample.count(self.video_token) for sample in text)
             n_media = len(videos) if videos is not None else 0
@@ -137,17 +238,32 @@ class OpenMindProcessor(ProcessorMixin):
         num_frames, fps = kwargs.pop("num_frames", None), kwargs.pop("fps", None)
         if kwargs.pop("do_sample_frames", None) is False:  # every frame (still at most `video_max_frames`)
             num_frames = fps = None
-        clips = [
-            decode_video(v, num_frames, fps, self.video_max_frames, what=f"video {v if _is_path(v) else i}")
-            for i, v in enumerate(videos)
-        ]
+        clips = [self._decode_frames(getattr(v, "video", v), i, num_frames, fps) for i, v in enumerate(videos)]
         frames = [frame for clip in clips for frame in clip]
         pixel_values = self.image_processor(frames, **kwargs)["pixel_values"]
         counts = [len(clip) for clip in clips]
         replacements = [
-            self.video_token * (math.ceil(n / self.video_temporal_pool) * self.num_image_tokens) for n in counts
+            self.video_token * (math.ceil(n / self.video_temporal_pool) * self.num_image_tokens)
+            + (_SOUND_MARK if isinstance(v, _Heard) else "")
+            for n, v in zip(counts, videos)
         ]
         return {"pixel_values_videos": pixel_values, "video_num_frames": counts}, replacements
+
+    def _decode_frames(self, video, index: int, num_frames, fps) -> list:
+        if isinstance(video, VideoClip):
+            video = video.frames
+        span = video if isinstance(video, dict) else {}
+        source = _video_source(video)
+        return decode_video(
+            source,
+            num_frames,
+            fps,
+            self.video_max_frames,
+            what=f"video {source if _is_path(source) else index}",
+            start=span.get("start"),
+            end=span.get("end"),
+            max_source_frames=self.video_max_source_frames,
+        )
 
     def _process_audio(self, audio, **kwargs):
         kwargs = {**kwargs, "return_attention_mask": True, "padding": "max_length"}
@@ -203,6 +319,36 @@ def _flatten(items):
     return [items]
 
 
+# Ends the replacement of a heard video until its audio tokens are known (see `get_text_with_replacements`).
+_SOUND_MARK = "\x00sound\x00"
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """A video (path, dict, frames or `VideoClip`) whose sound was decoded and placed among the audio clips."""
+
+    video: object
+
+
+def _video_source(video):
+    """A video dict's file or frames (`path`, `bytes`, `video` or `frames`); anything else is its own source."""
+    if not isinstance(video, dict):
+        return video
+    for key in ("bytes", "path", "video", "frames", "url"):
+        if video.get(key) is not None:
+            return video[key]
+    raise ValueError(f"A video dict needs 'path', 'bytes' or 'frames'; got keys {sorted(video)}.")
+
+
+def video_has_sound(video, use_audio_in_video: bool = False) -> bool:
+    """Whether the processor will hear this video (its own `"audio"` flag, else `use_audio_in_video`)."""
+    if isinstance(video, VideoClip):
+        return True
+    if isinstance(video, dict) and "audio" in video:
+        return video["audio"] is not None and video["audio"] is not False
+    return bool(use_audio_in_video)
+
+
 def _is_path(item) -> bool:
     return isinstance(item, (str, os.PathLike))
 
@@ -221,7 +367,7 @@ def _frames_of_array(video: np.ndarray) -> list:
 def _flatten_videos(videos) -> list:
     """Videos come flat or nested per sample (`apply_chat_template` passes `[[video], ...]`); a video is a path, a
     list of frames or a `[frames, ...]` array. Returns the flat list of videos."""
-    if isinstance(videos, (str, os.PathLike)):
+    if isinstance(videos, (str, os.PathLike, dict, VideoClip)):
         return [videos]
     if isinstance(videos, np.ndarray) and videos.ndim == 4:
         return [_frames_of_array(videos)]
@@ -229,7 +375,9 @@ def _flatten_videos(videos) -> list:
         return [list(videos)]  # one video given as a flat list of frames
     flat = []
     for item in videos:
-        if isinstance(item, np.ndarray) and item.ndim == 4:
+        if isinstance(item, (dict, VideoClip, _Heard)):
+            flat.append(item)
+        elif isinstance(item, np.ndarray) and item.ndim == 4:
             flat.append(_frames_of_array(item))
         elif isinstance(item, (str, os.PathLike)):
             flat.append(item)
@@ -246,4 +394,4 @@ def _is_empty_nested(items) -> bool:
     return isinstance(items, (list, tuple)) and len(_flatten(items)) == 0
 
 
-__all__ = ["OpenMindProcessor", "audio_token_count"]
+__all__ = ["OpenMindProcessor", "audio_token_count", "video_has_sound"]

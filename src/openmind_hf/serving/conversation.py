@@ -14,7 +14,7 @@ import torch
 
 from .errors import APIError, bad_request, describe_exception
 from .fetch import FetchRefused, MediaFetcher
-from .media import MediaError, MediaLimits, decode_audio, decode_base64, decode_image, split_data_uri
+from .media import MediaError, MediaLimits, decode_audio, decode_base64, decode_image, decode_video, split_data_uri
 from .schemas import ChatCompletionRequest
 
 logger = logging.getLogger("openmind_hf.serving")
@@ -82,8 +82,12 @@ class PromptBuilder:
         images = audios = 0
         for message in request.messages:
             if isinstance(message.content, list):
-                images += sum(part.type == "image_url" for part in message.content)
-                audios += sum(part.type == "input_audio" for part in message.content)
+                # a video counts as an image (frames), and as an audio clip when its sound is heard
+                images += sum(part.type in ("image_url", "video_url") for part in message.content)
+                audios += sum(
+                    part.type == "input_audio" or (part.type == "video_url" and part.video_url.audio)
+                    for part in message.content
+                )
         return images, audios
 
     def build(self, request: ChatCompletionRequest, enable_thinking: bool) -> Prompt:
@@ -134,7 +138,7 @@ class PromptBuilder:
             self._check_text(index, message.content or "")
             out["content"] = message.content or ""
             return out
-        blocks, n_image, n_audio = [], 0, 0
+        blocks, n_image, n_audio, n_video = [], 0, 0, 0
         for part in message.content:
             if part.type == "text":
                 self._check_text(index, part.text)
@@ -143,6 +147,10 @@ class PromptBuilder:
                 what = f"messages[{index}] image {n_image}"
                 blocks.append({"type": "image", "image": self._image(part.image_url.url, what)})
                 n_image += 1
+            elif part.type == "video_url":
+                what = f"messages[{index}] video {n_video}"
+                blocks.append({"type": "video", "video": self._video(part.video_url, what)})
+                n_video += 1
             else:
                 what = f"messages[{index}] audio {n_audio}"
                 blocks.append({"type": "audio", "audio": self._audio(part.input_audio, what)})
@@ -186,6 +194,21 @@ class PromptBuilder:
             raise bad_request(str(err), code="invalid_media") from None
         except FetchRefused as err:
             raise bad_request(f"{what}: {err}", code="media_url_refused") from None
+
+    def _video(self, video, what: str):
+        """A `data:video/...;base64,` URI -> frames, or a `VideoClip` with its sound when `audio` is true."""
+        try:
+            if urlsplit(video.url[:64]).scheme.lower() != "data":
+                raise MediaError(f"{what}: only data: URIs are accepted for videos.")
+            mime, data = split_data_uri(video.url, what)
+            if mime is not None and not mime.startswith("video/"):
+                raise MediaError(f"{what} is a data: URI whose MIME type is not video/*.")
+            return decode_video(
+                data, self.limits.media, num_frames=getattr(self.processor, "video_max_frames", 8),
+                hear=video.audio, missing_audio=video.missing_audio, sampling_rate=self.sampling_rate, what=what,
+            )  # fmt: skip
+        except MediaError as err:
+            raise bad_request(str(err), code="invalid_media") from None
 
     def _audio(self, audio, what: str):
         try:

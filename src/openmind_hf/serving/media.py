@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from ..processing.media_decoding import MediaDecodeError, open_image, probe_audio
+from ..processing.media_decoding import MediaDecodeError, VideoClip, open_image, probe_audio, probe_video
 from ..processing.media_decoding import decode_audio as _decode_audio
 from ..processing.media_decoding import decode_image as _decode_image
+from ..processing.media_decoding import decode_video as _decode_video
+from ..processing.media_decoding import decode_video_audio as _decode_video_audio
 
 # PIL plugins we let parse client bytes; the long tail of formats (PSD, EPS, ...) is more attack surface than use.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -40,11 +42,15 @@ class MediaLimits:
         max_pixels (`int`): width x height allowed per image, checked from the header before decoding.
         max_audio_seconds (`float`): duration allowed per audio clip, checked from the header before decoding.
         max_audio_channels (`int`, *optional*, defaults to 8): channels allowed per audio clip.
+        max_video_seconds (`float`, *optional*, defaults to 60): duration allowed per video, from its container.
+        max_video_frames (`int`, *optional*, defaults to 1800): frames allowed per video, from its container.
     """
 
     max_pixels: int
     max_audio_seconds: float
     max_audio_channels: int = 8
+    max_video_seconds: float = 60.0
+    max_video_frames: int = 1800
 
 
 def decode_base64(text: str, what: str) -> bytes:
@@ -114,8 +120,61 @@ def decode_audio(data: bytes, declared_format: str, limits: MediaLimits, samplin
         raise MediaError(f"{what} is truncated or corrupt and could not be decoded.") from None
 
 
+# FFmpeg demuxers we let parse client video bytes (MP4/MOV and WebM/Matroska), not FFmpeg's whole list.
+VIDEO_CONTAINERS = {"mp4", "mov", "webm", "matroska"}
+
+
+def decode_video(
+    data: bytes,
+    limits: MediaLimits,
+    *,
+    num_frames: int,
+    hear: bool = False,
+    missing_audio: str = "error",
+    sampling_rate: int = 16000,
+    what: str = "video",
+):
+    """Bytes of an MP4/WebM video -> its sampled frames, or a `VideoClip` (frames + sound) when `hear`. Duration,
+    frame count, and (when heard) the sound's length are checked from the container before anything is decoded."""
+    try:
+        header = probe_video(data, what)
+    except MediaDecodeError:
+        raise MediaError(f"{what} could not be read as a video; send MP4 or WebM.") from None
+    if not VIDEO_CONTAINERS & set(header.container.split(",")):
+        raise MediaError(f"{what} is not an MP4 or WebM video.")
+    if header.duration is None or header.duration <= 0:
+        raise MediaError(f"{what} does not state its duration; send MP4 or WebM with a duration.")
+    if header.duration > limits.max_video_seconds:
+        raise MediaError(
+            f"{what} lasts {header.duration:.1f} s; the limit is {limits.max_video_seconds:g} s per video."
+        )
+    if header.frames is not None and header.frames > limits.max_video_frames:
+        raise MediaError(f"{what} has {header.frames} frames; the limit is {limits.max_video_frames} per video.")
+    if hear and header.duration > limits.max_audio_seconds:
+        raise MediaError(
+            f"the sound of {what} lasts {header.duration:.1f} s; the limit is {limits.max_audio_seconds:g} s per clip."
+        )
+    if hear and not header.has_audio and missing_audio != "silence":
+        raise MediaError(
+            f"{what} has no audio track: send a video with sound, set `audio` to false, or `missing_audio` to "
+            '"silence".'
+        )
+    try:
+        frames = _decode_video(
+            data, num_frames, max_frames=num_frames, what=what, max_source_frames=limits.max_video_frames
+        )
+        if not hear:
+            return frames
+        sound = _decode_video_audio(data, sampling_rate, missing=missing_audio, what=what)
+        return VideoClip(frames, sound, sampling_rate)
+    except MediaDecodeError:
+        raise MediaError(f"{what} is truncated or corrupt and could not be decoded.") from None
+
+
 __all__ = [
     "IMAGE_FORMATS",
+    "VIDEO_CONTAINERS",
+    "decode_video",
     "AUDIO_FORMATS",
     "MediaError",
     "MediaLimits",

@@ -49,7 +49,23 @@ class AudioPart(_Strict):
     input_audio: InputAudio
 
 
-ContentPart = Annotated[TextPart | ImagePart | AudioPart, Field(discriminator="type")]
+class VideoURL(_Strict):
+    url: str = Field(min_length=1)
+    audio: bool = False  # hear the video's sound too (frames then its audio)
+    missing_audio: Literal["error", "silence"] = "error"  # a video without sound: refuse, or hear silence
+
+
+class VideoPart(_Strict):
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+    @field_validator("video_url", mode="before")
+    @classmethod
+    def _url_as_string(cls, value):
+        return {"url": value} if isinstance(value, str) else value
+
+
+ContentPart = Annotated[TextPart | ImagePart | AudioPart | VideoPart, Field(discriminator="type")]
 
 
 class ChatMessage(_Strict):

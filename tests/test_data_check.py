@@ -118,3 +118,20 @@ def test_data_check_stats_shows_lengths_media_and_the_labelled_span(data, capsys
     labelled = preview[preview.index("[[") + 2 : preview.index("]]")]
     assert answer in labelled and "<image>" not in labelled  # the loss trains on the answer, not the prompt
     assert "token lengths" in captured.err and "the loss trains on the text between [[ and ]]" in captured.err
+
+
+def test_preflight_catches_every_faulty_record_but_a_truncated_jpeg_at_load(tmp_path):
+    """`write_faulty_dataset`: the header checks find the bad records before any item is read; only a truncated
+    JPEG (whose header is intact) still waits for its decode, where `on_error` applies as before."""
+    from openmind_hf.data.dataset import OpenMindDataset
+    from openmind_hf.data.synthetic import write_faulty_dataset
+    from openmind_hf.data.validate import RecordChecks
+
+    info = write_faulty_dataset(tmp_path, num_good=12, seed=3)
+    report = SkipReport()
+    dataset = OpenMindDataset(info["path"], on_error="skip", report=report, checks=RecordChecks())
+    assert set(info["bad_ids"]) - set(report.ids) == {"fault-truncated_jpeg"}
+    assert report.count == info["num_bad"] - 1
+    for i in range(len(dataset)):
+        dataset[i]
+    assert sorted(report.ids) == sorted(info["bad_ids"])

@@ -5,7 +5,9 @@
   sample whose media fail is recorded and replaced by the next readable one, so batches stay full and no index
   ever raises inside a DataLoader worker.
 - `OpenMindIterableDataset` (streaming): reads records as it goes; bad ones are skipped and counted. Records are
-  split across DataLoader workers by index (`datasets` streaming sources shard themselves by file).
+  split across DataLoader workers by index (`datasets` streaming sources shard themselves by file). With
+  `checks=RecordChecks()` each record's media are checked as it arrives, not before the first step: a stream cannot
+  be validated without reading all of it; run `openmind data check SOURCE` on it first for that.
 
 With `num_workers > 0` each worker has its own copy of the `SkipReport`: give `run_dir` so workers write their
 skips there, and call `dataset.skip_report.collect()` at the end of the run.

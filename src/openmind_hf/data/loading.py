@@ -78,16 +78,35 @@ class RecordFilter:
 # --------------------------------------------------------------------------------------------- local files
 
 
+_CHECK_BATCH = 256  # records read ahead so their media checks run together on the checks' thread pool
+
+
 def _iter_jsonl(path: Path, media_root: str | None, checks: RecordChecks | None = None) -> Iterator[RecordRef]:
     # Binary mode: a line that is not UTF-8 becomes one located error instead of ending the whole read.
     with open(path, "rb") as f:
+        batch = []
         for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            record, error = parse_jsonl_line(raw, str(path), number)
-            if error is None and checks is not None:
-                error = checks(record, source=str(path), line=number, media_root=media_root, text=_text(raw))
-            yield RecordRef(record if error is None else None, str(path), number, media_root, error)
+            if raw.strip():
+                batch.append((number, raw))
+            if len(batch) == _CHECK_BATCH:
+                yield from _jsonl_batch(path, media_root, batch, checks)
+                batch = []
+        yield from _jsonl_batch(path, media_root, batch, checks)
+
+
+def _jsonl_batch(path: Path, media_root, batch: list[tuple[int, bytes]], checks) -> list[RecordRef]:
+    parsed = [(number, raw, *parse_jsonl_line(raw, str(path), number)) for number, raw in batch]
+    jobs = [
+        {"record": record, "source": str(path), "line": number, "media_root": media_root, "text": _text(raw)}
+        for number, raw, record, error in parsed
+        if error is None
+    ]
+    found = iter(checks.map(jobs) if checks is not None else [None] * len(jobs))
+    refs = []
+    for number, _, record, error in parsed:
+        error = next(found) if error is None else error
+        refs.append(RecordRef(record if error is None else None, str(path), number, media_root, error))
+    return refs
 
 
 def _text(raw: bytes) -> str:
@@ -96,11 +115,26 @@ def _text(raw: bytes) -> str:
 
 def _checked(refs: Iterator[RecordRef], checks: RecordChecks | None) -> Iterator[RecordRef]:
     """Apply `checks` to the records of a reader that has no line text (JSON, Parquet, tar, `datasets`)."""
+    if checks is None:
+        yield from refs
+        return
+    batch = []
     for ref in refs:
-        error = None
-        if checks is not None and ref.error is None:
-            error = checks(ref.record, source=ref.source, line=ref.line, media_root=ref.media_root)
-        yield ref if error is None else RecordRef(None, ref.source, ref.line, ref.media_root, error)
+        batch.append(ref)
+        if len(batch) == _CHECK_BATCH:
+            yield from _checked_batch(batch, checks)
+            batch = []
+    yield from _checked_batch(batch, checks)
+
+
+def _checked_batch(batch: list[RecordRef], checks: RecordChecks) -> list[RecordRef]:
+    todo = [ref for ref in batch if ref.error is None]
+    jobs = [{"record": r.record, "source": r.source, "line": r.line, "media_root": r.media_root} for r in todo]
+    errors = dict(zip(map(id, todo), checks.map(jobs)))
+    return [
+        RecordRef(None, r.source, r.line, r.media_root, errors[id(r)]) if errors.get(id(r)) is not None else r
+        for r in batch
+    ]
 
 
 def _iter_json(path: Path, media_root: str | None) -> Iterator[RecordRef]:

@@ -2,43 +2,43 @@
 
 Importing this package registers the OpenMind classes with the transformers Auto classes, and marks them for
 `trust_remote_code` export: `save_pretrained` writes the code files and `auto_map`, so a checkpoint also loads
-where OpenMind is not installed.
+where OpenMind is not installed. The import itself is instant: torch and transformers load (and the classes get
+registered) when transformers is first imported, or when a name below is first used (see `_registration.py`).
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForImageTextToText,
-    AutoModelForMultimodalLM,
-    AutoModelForSequenceClassification,
-    AutoProcessor,
-)
+import importlib
 
-from .modeling.configuration_openmind import OpenMindConfig
-from .modeling.modeling_openmind import (
-    OpenMindForConditionalGeneration,
-    OpenMindForSequenceClassification,
-    OpenMindModel,
-    OpenMindPreTrainedModel,
-)
-from .processing.processing_openmind import OpenMindProcessor
-
-AutoConfig.register("openmind", OpenMindConfig, exist_ok=True)
-AutoModel.register(OpenMindConfig, OpenMindModel, exist_ok=True)
-AutoModelForImageTextToText.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
-AutoModelForMultimodalLM.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
-AutoModelForSequenceClassification.register(OpenMindConfig, OpenMindForSequenceClassification, exist_ok=True)
-AutoProcessor.register(OpenMindConfig, OpenMindProcessor, exist_ok=True)
-
-OpenMindConfig.register_for_auto_class()
-OpenMindModel.register_for_auto_class("AutoModel")
-OpenMindForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
-OpenMindForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-OpenMindProcessor.register_for_auto_class()
-
-from .building import build_from_components, build_tiny_preset  # noqa: E402
+from ._registration import register_auto_classes, register_when_cheap
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it; imported on first access.
+_LAZY_NAMES = {
+    "OpenMindConfig": ".modeling.configuration_openmind",
+    "OpenMindModel": ".modeling.modeling_openmind",
+    "OpenMindPreTrainedModel": ".modeling.modeling_openmind",
+    "OpenMindForConditionalGeneration": ".modeling.modeling_openmind",
+    "OpenMindForSequenceClassification": ".modeling.modeling_openmind",
+    "OpenMindProcessor": ".processing.processing_openmind",
+    "build_tiny_preset": ".building.presets",
+    "build_from_components": ".building.components",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module 'openmind_hf' has no attribute {name!r}")
+    register_auto_classes()
+    value = getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
+
+register_when_cheap()
 
 __all__ = [
     "OpenMindConfig",

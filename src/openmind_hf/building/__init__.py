@@ -11,12 +11,29 @@
 Uses `modeling/` and `processing/` only; training, evaluation, serving and export use it.
 """
 
-from .components import build_from_components, model_from_components
-from .inference import is_quanto_checkpoint, load_model_for_inference, load_quantized
-from .presets import build_tiny_preset, load_tiny_tokenizer, tiny_config
-from .processor import build_processor, set_generation_defaults
-from .reward import load_reward_model, to_reward_model
-from .vocabulary import add_openmind_tokens, resize_with_mean_rows
+import importlib
+
+# public name -> submodule; imported on first use (they import torch and transformers, `openmind preset --help`
+# and `import openmind_hf.building.commands` must not).
+_LAZY_NAMES = {
+    **dict.fromkeys(("build_from_components", "model_from_components"), ".components"),
+    **dict.fromkeys(("is_quanto_checkpoint", "load_model_for_inference", "load_quantized"), ".inference"),
+    **dict.fromkeys(("build_tiny_preset", "load_tiny_tokenizer", "tiny_config"), ".presets"),
+    **dict.fromkeys(("build_processor", "set_generation_defaults"), ".processor"),
+    **dict.fromkeys(("load_reward_model", "to_reward_model"), ".reward"),
+    **dict.fromkeys(("add_openmind_tokens", "resize_with_mean_rows"), ".vocabulary"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY_NAMES[name], __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
 
 __all__ = [
     "add_openmind_tokens",

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 
+# = `presets.PRESETS`, spelled out so `openmind preset --help` imports no torch (tests/test_cli_startup.py checks).
+PRESETS = ("tiny",)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .presets import PRESETS
-
     parser.add_argument("name", choices=PRESETS, help="preset to build")
     parser.add_argument("--output", required=True, help="directory to save the model and processor in")
     parser.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,6 @@
 from .caption_metrics import bleu, cider_d, rouge_l
 from .humaneval import build_program, estimate_pass_at_k, evaluate_samples, extract_completion, load_problems
 from .math_answers import extract_gsm8k_answer, extract_last_boxed, gsm8k_correct, math_correct
-from .perplexity import perplexity
 from .registry import METRICS, Metric, compute_metric, get_metric, list_metrics
 from .rewards import (
     REWARD_FUNCTIONS,
@@ -23,11 +22,25 @@ from .rewards import (
     thinking_format_reward,
     vqa_accuracy_reward,
 )
-from .runner import EvalConfig, evaluate, markdown_table, run_evaluation
 from .sandbox import ExecutionResult, SandboxLimits, run_many, run_python
 from .tasks import TASKS
 from .thinking import extract_answer, is_well_formed_thinking, split_thinking
 from .vqa import normalize_textvqa_answer, normalize_vqa_answer, textvqa_accuracy, vqa_accuracy
+
+# These import torch: loaded on first use, so `openmind eval --help` (which imports `.tasks`) stays instant.
+_LAZY = {
+    "perplexity": ".perplexity",
+    **dict.fromkeys(("EvalConfig", "evaluate", "markdown_table", "run_evaluation"), ".runner"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
+
 
 __all__ = [
     "METRICS",

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..building.vocabulary import add_openmind_tokens, resize_with_mean_rows
-from ..modeling.configuration_openmind import OpenMindConfig
-from ..modeling.modeling_openmind import OpenMindForConditionalGeneration
-from ..processing.chat_template import CHAT_TEMPLATE
-from ..processing.processing_openmind import OpenMindProcessor
+if TYPE_CHECKING:  # the model stack is imported where it is used: `openmind convert --help` needs no torch
+    from ..modeling.configuration_openmind import OpenMindConfig
 
 EXTRA_TOKENS = ("<audio>", "<video>")
 THINK_TOKENS = ("<think>", "</think>")
 
 
 def openmind_config_from_llava(llava_config, token_ids: dict[str, int]) -> OpenMindConfig:
+    from ..modeling.configuration_openmind import OpenMindConfig
+
     return OpenMindConfig(
         vision_config=llava_config.vision_config,
         text_config=llava_config.text_config,
@@ -56,7 +54,13 @@ def _pil_image_processor(image_processor):
 
 def convert_llava_checkpoint(src: str | Path, dst: str | Path | None = None):
     """Returns `(model, processor)` converted from the LLaVA checkpoint at `src`; saves them to `dst` if given."""
+    import torch
     from transformers import AutoProcessor, LlavaForConditionalGeneration, WhisperFeatureExtractor
+
+    from ..building.vocabulary import add_openmind_tokens, resize_with_mean_rows
+    from ..modeling.modeling_openmind import OpenMindForConditionalGeneration
+    from ..processing.chat_template import CHAT_TEMPLATE
+    from ..processing.processing_openmind import OpenMindProcessor
 
     llava = LlavaForConditionalGeneration.from_pretrained(src, dtype=torch.float32)
     llava_processor = AutoProcessor.from_pretrained(src)

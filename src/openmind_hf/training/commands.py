@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .arguments import STAGES
+# = `arguments.STAGES`, spelled out so `openmind train --help` does not import TRL and torch (a test checks they agree).
+STAGES = ("pretrain", "sft", "dpo", "reward", "grpo")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

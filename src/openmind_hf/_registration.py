@@ -1,0 +1,149 @@
+"""Registering the OpenMind classes with the transformers Auto classes, without paying for transformers up front.
+
+`import openmind_hf` must register the classes (so `AutoModelForImageTextToText.from_pretrained(dir)` works right
+after it) but must not import torch and transformers itself: that costs seconds and `openmind --help` imports the
+package too. So registration runs at the first moment it is both needed and cheap:
+
+- at `import openmind_hf` when transformers is already imported;
+- otherwise right after transformers (or any `openmind_hf` module, e.g. `openmind_hf.modeling.modeling_openmind`)
+  finishes importing, once no `openmind_hf` module is half-initialised (registration imports them);
+- on first access to a public name of `openmind_hf` (`openmind_hf.OpenMindConfig`).
+
+torchao, which transformers imports whenever it is installed, logs two "Failed to load ... .so" lines (CUDA-only
+kernels) and torch `_pytree` deprecation warnings while it imports; those are silenced for that import only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import logging
+import sys
+
+# Loggers that print at torchao's import on a CPU machine: missing CUDA kernels, an Enum deprecation inside torch.
+_NOISY_IMPORT_LOGGERS = ("torchao", "torch.utils._pytree")
+_registered = False
+
+
+@contextlib.contextmanager
+def quiet_dependency_imports():
+    """Raises the loggers in `_NOISY_IMPORT_LOGGERS` to ERROR for the duration of the block, then restores them."""
+    loggers = [logging.getLogger(name) for name in _NOISY_IMPORT_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def register_auto_classes() -> None:
+    """Registers the OpenMind config, models and processor with the Auto classes and for `trust_remote_code` export
+    (`save_pretrained` then writes the code files and `auto_map`). Idempotent."""
+    global _registered
+    if _registered:
+        return
+    _registered = True  # first: the imports below come back through `_RegisterAfterImport`
+    try:
+        with quiet_dependency_imports():
+            _register()
+    except BaseException:
+        _registered = False
+        raise
+
+
+def _register() -> None:
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForImageTextToText,
+        AutoModelForMultimodalLM,
+        AutoModelForSequenceClassification,
+        AutoProcessor,
+    )
+
+    from .modeling.configuration_openmind import OpenMindConfig
+    from .modeling.modeling_openmind import (
+        OpenMindForConditionalGeneration,
+        OpenMindForSequenceClassification,
+        OpenMindModel,
+    )
+    from .processing.processing_openmind import OpenMindProcessor
+
+    AutoConfig.register("openmind", OpenMindConfig, exist_ok=True)
+    AutoModel.register(OpenMindConfig, OpenMindModel, exist_ok=True)
+    AutoModelForImageTextToText.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
+    AutoModelForMultimodalLM.register(OpenMindConfig, OpenMindForConditionalGeneration, exist_ok=True)
+    AutoModelForSequenceClassification.register(OpenMindConfig, OpenMindForSequenceClassification, exist_ok=True)
+    AutoProcessor.register(OpenMindConfig, OpenMindProcessor, exist_ok=True)
+
+    OpenMindConfig.register_for_auto_class()
+    OpenMindModel.register_for_auto_class("AutoModel")
+    OpenMindForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+    OpenMindForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+    OpenMindProcessor.register_for_auto_class()
+
+
+def _half_initialised_openmind_module(except_name: str) -> bool:
+    for name, module in list(sys.modules.items()):
+        if name.startswith("openmind_hf.") and name != except_name:
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                return True
+    return False
+
+
+def _after_import(name: str) -> None:
+    if _registered or "transformers" not in sys.modules or _half_initialised_openmind_module(name):
+        return
+    register_auto_classes()
+
+
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: it asks the finders after it, and makes the loader of `transformers`, of `openmind_hf`
+    modules and of torchao's modules run [`_after_import`] (or the quiet import) around the module's code."""
+
+    def find_spec(self, fullname, path, target=None):
+        quiet = fullname == "torchao" or fullname.startswith("torchao.")  # transformers imports its submodules too
+        if not quiet and (_registered or not (fullname == "transformers" or fullname.startswith("openmind_hf."))):
+            return None
+        spec = self._find_with_the_others(fullname, path, target)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module") or "exec_module" in vars(loader):
+            return spec
+        run_module = loader.exec_module
+
+        def exec_module(module):
+            if quiet:
+                with quiet_dependency_imports():
+                    return run_module(module)
+            run_module(module)
+            _after_import(fullname)
+
+        loader.exec_module = exec_module  # this module's own loader object: nothing else is affected
+        return spec
+
+    def _find_with_the_others(self, fullname, path, target):
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+
+# Stays on `sys.meta_path` after registering, for torchao's modules only (one string check per import).
+_FINDER = _RegisterAfterImport()
+
+
+def register_when_cheap() -> None:
+    """Registers now if transformers is already imported, else as soon as it is (see the module docstring)."""
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    if "transformers" in sys.modules:
+        register_auto_classes()
+
+
+__all__ = ["quiet_dependency_imports", "register_auto_classes", "register_when_cheap"]

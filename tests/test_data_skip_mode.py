@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -130,3 +131,32 @@ def test_media_outside_the_root_is_accepted_by_default_and_refused_when_confined
     assert all("outside the media root" in reason for reason in report.reasons)
     with pytest.raises(DataError, match=r"data\.jsonl:2:\d+ \(sample 'good1'\): image link\.png resolves to .*secret"):
         OpenMindDataset(outside, checks=RecordChecks(confine_media_to_root=True))
+
+
+def test_json_files_and_tar_shards_with_bad_bytes_or_deep_nesting_are_counted_too(tmp_path):
+    import io
+    import tarfile
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a_deep.json").write_bytes(b"[" * DEEP + b"]" * DEEP)
+    (folder / "b_latin1.json").write_bytes(b'[\n  {"id": "x",\n   "text": "caf\xe9"}\n]')
+    with tarfile.open(folder / "c_shard.tar", "w") as tar:
+        for name, data in (("s1.txt", b"fine caption"), ("s2.txt", b"caf\xe9"), ("s2.json", b"{}")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (folder / "d_good.jsonl").write_text(json.dumps(_chat(0, image=None)) + "\n")
+
+    report = SkipReport()
+    samples = list(iter_samples(folder, on_error="skip", report=report))
+    assert [s["id"] for s in samples] == ["s1", "good0"]
+    assert report.count == 3  # bad items injected: 3, counted: 3
+    reasons = {Path(r.source).name: r.reason for r in report.records}
+    assert (
+        "nested too deeply" in reasons["a_deep.json"]
+        and "cannot be read: UnicodeDecodeError" in reasons["c_shard.tar"]
+    )
+    assert reasons["b_latin1.json"] == "invalid UTF-8 (byte 0xe9 at line 3, column 16)"
+    with pytest.raises(DataError, match=r"b_latin1\.json:3:16 .*invalid UTF-8"):
+        list(iter_samples(folder / "b_latin1.json"))

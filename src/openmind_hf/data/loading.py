@@ -20,7 +20,7 @@ from .errors import DataError
 from .formats import normalize_record
 from .media import decode_sample_media, resolve_media_paths
 from .policy import SkipReport, check_on_error, handle_error
-from .validate import RecordChecks, parse_jsonl_line
+from .validate import DataErrorAt, RecordChecks, parse_jsonl_line
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".tar", ".tar.gz", ".tgz")
 IMAGE_EXTS = {"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff"}
@@ -138,15 +138,22 @@ def _checked_batch(batch: list[RecordRef], checks: RecordChecks) -> list[RecordR
 
 
 def _iter_json(path: Path, media_root: str | None) -> Iterator[RecordRef]:
+    hint = "fix the file; a .json file must hold one JSON array of records (use .jsonl for one per line)"
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        error = DataError(
-            f"invalid JSON ({err.msg} at line {err.lineno}, column {err.colno})",
-            source=str(path),
-            hint="fix the file; a .json file must hold one JSON array of records (use .jsonl for one per line)",
-        )
-        yield RecordRef(None, str(path), None, media_root, error)
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        if isinstance(err, UnicodeDecodeError):
+            before = raw[: err.start].decode("utf-8", "replace")
+            line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+            reason = f"invalid UTF-8 (byte 0x{raw[err.start]:02x} at line {line}, column {column})"
+        elif isinstance(err, json.JSONDecodeError):
+            line, column = err.lineno, err.colno
+            reason = f"invalid JSON ({err.msg} at line {line}, column {column})"
+        else:
+            line, column, reason = 1, 1, "invalid JSON (nested too deeply to parse)"
+        error = DataErrorAt(reason, column=column, source=str(path), line=line, sample_id=str(path), hint=hint)
+        yield RecordRef(None, str(path), line, media_root, error)
         return
     if isinstance(data, dict):
         data = [data]
@@ -215,6 +222,9 @@ def _iter_tar(path: Path, media_root: str | None) -> Iterator[RecordRef]:
             return RecordRef(_webdataset_record(path, key, members), str(path), number, media_root)
         except DataError as err:
             return RecordRef(None, str(path), number, media_root, err.located(line=number))
+        except (UnicodeDecodeError, RecursionError) as err:  # a .txt member that is not UTF-8, a too-deep .json
+            error = DataError(f"sample {key} cannot be read: {type(err).__name__}", hint="fix the shard")
+            return RecordRef(None, str(path), number, media_root, error.located(source=str(path), line=number))
 
     key, members, number = None, {}, 0
     try:

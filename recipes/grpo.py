@@ -76,7 +76,7 @@ def main(model_args, data_args, script_args, training_args, callbacks=None):
     # Train (resuming from the newest complete checkpoint when asked), then save and summarise.
     train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     merged_dir = save_final_model(trainer, processor, model_args)
-    summary = finish_run("grpo", trainer, train_output, report, started, merged_dir)
+    summary = finish_run("grpo", trainer, train_output, report, started, merged_dir, model_args, data_args)
 
     if training_args.push_to_hub:
         trainer.push_to_hub()

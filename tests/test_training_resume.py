@@ -234,7 +234,7 @@ def test_checkpoints_hold_no_pickle_and_partial_ones_are_never_loaded(data, tmp_
     (partial / "model.safetensors").write_bytes(b"truncated")
     assert latest_complete_checkpoint(output_dir) == str(checkpoint)
     # ...nor loadable by name, and a file that changed after the marker was written breaks completeness.
-    with pytest.raises(ValueError, match="not a complete OpenMind checkpoint"):
+    with pytest.raises(ValueError, match="openmind_checkpoint.json is missing or unreadable"):
         resolve_resume(str(partial), output_dir)
     with open(checkpoint / "optimizer.safetensors", "ab") as f:
         f.write(b"\0")

@@ -185,6 +185,13 @@ class _OpenMindDefaults:
         default=None, metadata={"help": "Alias of --activation_checkpointing."}
     )
     logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
+    allow_pickled_checkpoint_state: bool = field(
+        default=False,
+        metadata={
+            "help": "Resume from a checkpoint OpenMind did not write (stock Trainer: optimizer.pt, scheduler.pt, "
+            "rng_state.pth), reading its pickles with torch.load. Only for checkpoints you trust."
+        },
+    )
 
     def _openmind_post_init(self):
         if self.bf16 is None:

@@ -1,15 +1,19 @@
 """Checkpoints that survive being killed at any moment, hold no pickle, and resume to the same loss curve.
 
 A checkpoint is written into `output_dir/.staging/checkpoint-N`, every file is fsync'ed, a completion marker
-(`openmind_checkpoint.json`, listing each file and its size) is written and fsync'ed LAST, and only then is the folder
-renamed to `output_dir/checkpoint-N` (an atomic rename on one filesystem). So a `checkpoint-N` folder exists only when
-it is complete, and resume takes the newest folder whose marker checks out; staging leftovers of a killed save are
-deleted at the next start.
+(`openmind_checkpoint.json`, listing each file with its size and sha256) is written and fsync'ed LAST, and only then
+is the folder renamed to `output_dir/checkpoint-N` (an atomic rename on one filesystem). So a `checkpoint-N` folder
+exists only when it is complete; resume re-hashes every file and takes the newest folder that verifies, warning with
+the file at fault for each newer one passed over (same-size bit rot or garbage is caught here, not as NaN losses or a
+raw `SafetensorError` later); staging leftovers of a killed save are deleted at the next start. Weights holding NaN or
+inf are never saved (`check_finite`).
 
 Everything in a checkpoint is safetensors or JSON (no `torch.load` of pickles on resume): the model
 (`model.safetensors` or an adapter), `optimizer.safetensors` + `optimizer.json`, `scheduler.json`,
 `rng_state[_<rank>].safetensors` + `.json`, `trainer_state.json`, `training_args.json`. (DeepSpeed and FSDP keep
-their own sharded optimizer formats; those go through the stock code.)
+their own sharded optimizer formats; those go through the stock code, which reads them with `torch.load`:
+`check_pickled_state` logs each such file and why, and refuses pickles OpenMind did not write, e.g. a stock Trainer
+checkpoint's `optimizer.pt` / `scheduler.pt` / `rng_state.pth`, unless `--allow_pickled_checkpoint_state`.)
 
 The `Trainer` hooks that put these files in place live in `trl_internals.py` (`CheckpointHooks`); this module holds
 the file formats and the sealing, and knows nothing of `Trainer`.
@@ -20,6 +24,7 @@ for LLaVA-style checkpoints silently matched nothing; here a missing or unexpect
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -41,15 +46,9 @@ SCHEDULER_NAME, SCALER_NAME, TRAINING_ARGS_NAME = "scheduler.json", "scaler.json
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
-# ----------------------------------------------------------------------------------------- completeness
+# ------------------------------------------------------------------------------------- completeness + integrity
 
-
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(folder)
+_HASH_CHUNK = 8 << 20  # 8 MiB reads: hashing streams at disk speed without holding a shard in memory
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -60,11 +59,33 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _fsync_and_hash(path: Path) -> str:
+    """fsyncs `path` and returns its sha256, in one read (the file was just written, so it is in the page cache)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def write_marker(folder: str | os.PathLike, step: int) -> None:
-    """Records every file of `folder` with its size, after fsync'ing them; the marker itself is fsync'ed last."""
+    """Records every file of `folder` with its size and sha256, after fsync'ing them; the marker itself is fsync'ed
+    last, so it exists only once everything it lists is on disk."""
     folder = Path(folder)
-    _fsync_tree(folder)
-    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in (MARKER_NAME, MARKER_NAME + ".tmp"):  # a re-seal lists no old marker
+            files[str(path.relative_to(folder))] = {"size": path.stat().st_size, "sha256": _fsync_and_hash(path)}
+    _fsync_dir(folder)
     tmp = folder / (MARKER_NAME + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"step": step, "files": files}, f, indent=1)
@@ -74,17 +95,56 @@ def write_marker(folder: str | os.PathLike, step: int) -> None:
     _fsync_dir(folder)
 
 
-def is_complete_checkpoint(folder: str | os.PathLike) -> bool:
-    """True when `folder` has a completion marker and every file it lists exists with the recorded size."""
-    marker = Path(folder) / MARKER_NAME
+def _read_marker(folder: Path) -> dict | None:
     try:
-        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        files = json.loads((folder / MARKER_NAME).read_text(encoding="utf-8"))["files"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return all(
-        (Path(folder) / name).is_file() and (Path(folder) / name).stat().st_size == size
-        for name, size in files.items()
-    )
+        return None
+    return files if isinstance(files, dict) else None
+
+
+def _size_problem(folder: Path, files: dict) -> str | None:
+    for name, record in files.items():
+        size = record["size"] if isinstance(record, dict) else record  # markers before hashes held the size only
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != size:
+            return f"{path} has {path.stat().st_size} bytes, the marker recorded {size}"
+    return None
+
+
+def checkpoint_problem(folder: str | os.PathLike, verify_hashes: bool = True) -> str | None:
+    """
+    What is wrong with the checkpoint `folder`, or None when it checks out.
+
+    Args:
+        folder (`str` or `os.PathLike`): a `checkpoint-N` folder.
+        verify_hashes (`bool`, *optional*, defaults to True): also re-hash every file and compare with the sha256 in
+            the marker (catches same-size corruption: bit rot, a file overwritten in place); False checks presence and
+            sizes only (a save cut short).
+
+    Returns:
+        `str` or None: one sentence naming the file at fault.
+    """
+    folder = Path(folder)
+    files = _read_marker(folder)
+    if files is None:
+        return f"{folder / MARKER_NAME} is missing or unreadable (the save was interrupted)"
+    problem = _size_problem(folder, files)
+    if problem is not None or not verify_hashes:
+        return problem
+    for name, record in files.items():
+        expected = record.get("sha256") if isinstance(record, dict) else None
+        if expected is not None and sha256_file(folder / name) != expected:
+            return f"{folder / name} does not match the sha256 recorded when it was saved (the file is corrupted)"
+    return None
+
+
+def is_complete_checkpoint(folder: str | os.PathLike, verify_hashes: bool = False) -> bool:
+    """True when `folder` has a completion marker and every file it lists exists with the recorded size (and, with
+    `verify_hashes`, the recorded sha256)."""
+    return checkpoint_problem(folder, verify_hashes=verify_hashes) is None
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -96,33 +156,184 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def latest_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest COMPLETE checkpoint of `output_dir` (incomplete ones are logged and passed over), or None."""
+def latest_complete_checkpoint(output_dir: str | os.PathLike, verify_hashes: bool = True) -> str | None:
+    """
+    The newest checkpoint of `output_dir` that is complete and (with `verify_hashes`, the default) whose files match
+    their recorded sha256, or None. Checkpoints passed over are logged, each with the file at fault; when a newer
+    one was corrupted (not merely interrupted), a warning also names the checkpoint used instead.
+    """
+    corrupted = []
     for _, path in list_checkpoints(output_dir):
-        if is_complete_checkpoint(path):
+        problem = checkpoint_problem(path, verify_hashes=verify_hashes)
+        if problem is None:
+            if corrupted:
+                logger.warning(
+                    "Falling back to %s: newer checkpoint(s) failed verification (%s).", path, "; ".join(corrupted)
+                )
             return str(path)
-        logger.warning("Skipping %s: it has no valid completion marker (a save was interrupted).", path)
+        logger.warning("Skipping %s: %s.", path, problem)
+        if MARKER_NAME not in problem:  # interrupted saves are expected after a kill; corruption is not
+            corrupted.append(problem)
+    if corrupted:
+        logger.warning("No checkpoint in %s verifies (%s).", output_dir, "; ".join(corrupted))
     return None
 
 
-def resolve_resume(resume_from_checkpoint, output_dir: str | os.PathLike) -> str | None:
-    """`None`/`False` -> None; `True`/`"latest"`/`"true"` -> the newest complete checkpoint (None when there is none:
-    the run starts fresh); a path -> that path, which must be complete."""
+def _is_foreign_checkpoint(path: Path) -> bool:
+    """A checkpoint written by stock `Trainer` (or another tool), not by OpenMind: it has `trainer_state.json` but no
+    completion marker."""
+    return not (path / MARKER_NAME).exists() and (path / "trainer_state.json").is_file()
+
+
+def resolve_resume(
+    resume_from_checkpoint, output_dir: str | os.PathLike, allow_pickled_checkpoint_state: bool = False
+) -> str | None:
+    """
+    Which checkpoint to resume from.
+
+    Args:
+        resume_from_checkpoint (`bool`, `str` or None): `None`/`False` -> None; `True`/`"latest"`/`"true"` -> the
+            newest checkpoint of `output_dir` that verifies (None when there is none: the run starts fresh); a path ->
+            that path, which must verify (an error names the file at fault otherwise).
+        output_dir (`str` or `os.PathLike`): the run folder.
+        allow_pickled_checkpoint_state (`bool`, *optional*, defaults to False): accept an explicit path to a
+            checkpoint not written by OpenMind (no completion marker, so neither completeness nor integrity can be
+            checked; its state is pickled, see `pickled_state_files`).
+    """
     if resume_from_checkpoint in (None, False, "", "false", "False", "none", "None"):
         return None
     if resume_from_checkpoint is True or str(resume_from_checkpoint).lower() in ("latest", "true"):
         found = latest_complete_checkpoint(output_dir)
         if found is None:
-            logger.info("No complete checkpoint in %s: starting from scratch.", output_dir)
+            logger.info("No complete, verified checkpoint in %s: starting from scratch.", output_dir)
         return found
-    path = str(resume_from_checkpoint)
-    if not is_complete_checkpoint(path):
-        latest = latest_complete_checkpoint(Path(path).parent) if Path(path).parent.is_dir() else None
-        raise ValueError(
-            f"{path} is not a complete OpenMind checkpoint (no valid {MARKER_NAME}); partial checkpoints are never "
-            f"loaded. The newest complete one next to it is {latest}; pass it, or --resume_from_checkpoint latest."
+    path = Path(str(resume_from_checkpoint))
+    if allow_pickled_checkpoint_state and _is_foreign_checkpoint(path):
+        logger.warning(
+            "%s has no %s (not written by OpenMind): its completeness and integrity cannot be verified; resuming "
+            "from it because --allow_pickled_checkpoint_state is set.",
+            path,
+            MARKER_NAME,
         )
-    return path
+        return str(path)
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        latest = latest_complete_checkpoint(path.parent) if path.parent.is_dir() else None
+        foreign = (
+            " It looks like a stock Trainer checkpoint (pickled state): pass --allow_pickled_checkpoint_state to "
+            "resume from it if you trust where it came from."
+            if _is_foreign_checkpoint(path)
+            else ""
+        )
+        raise ValueError(
+            f"Cannot resume from {path}: {problem}; a checkpoint that fails verification is never loaded. The newest "
+            f"verified one next to it is {latest}; pass it, or --resume_from_checkpoint latest.{foreign}"
+        )
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------------- pickled state
+
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl")
+# Why stock code would read each pickled file on resume (first matching prefix of the file name wins).
+_PICKLE_REASONS = (
+    ("training_args.bin", "stock Trainer pickles its TrainingArguments; OpenMind never reads it on resume"),
+    ("scheduler", "stock Trainer's LR scheduler state (torch.save)"),
+    ("optimizer", "stock Trainer / FSDP optimizer state (torch.save)"),
+    ("rng_state", "stock Trainer's RNG state (torch.save)"),
+    ("scaler", "stock Trainer's grad-scaler state (torch.save)"),
+    ("pytorch_model", "pickled weights (torch.save)"),
+)
+
+
+def pickled_state_files(folder: str | os.PathLike) -> list[tuple[str, str]]:
+    """`(relative file name, why resume would read it with torch.load)` for every pickled file of a checkpoint;
+    DeepSpeed's ZeRO files (`global_step*/`) say so."""
+    folder = Path(folder)
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not (path.is_file() and (path.suffix in _PICKLE_SUFFIXES or path.name == ".metadata")):
+            continue
+        name = str(path.relative_to(folder))
+        if name.startswith("global_step"):
+            why = "DeepSpeed's own ZeRO checkpoint format (torch.save; DeepSpeed has no pickle-free format)"
+        else:
+            why = next((w for prefix, w in _PICKLE_REASONS if path.name.startswith(prefix)), "a torch.save pickle")
+            if path.name == ".metadata":
+                why = "torch.distributed.checkpoint metadata (pickled), FSDP's sharded state"
+        found.append((name, why))
+    return found
+
+
+def check_pickled_state(folder: str | os.PathLike, allow_pickled_checkpoint_state: bool = False) -> None:
+    """
+    Before resuming from `folder`: logs every pickled file the resume may read with `torch.load`, and why; refuses
+    (ValueError naming the files) those that neither OpenMind's verified marker lists (written by this pipeline's
+    DeepSpeed/FSDP save path) nor are DeepSpeed's own, unless `allow_pickled_checkpoint_state`.
+
+    Args:
+        folder (`str` or `os.PathLike`): the resolved checkpoint.
+        allow_pickled_checkpoint_state (`bool`, *optional*, defaults to False): the user's opt-in
+            (`--allow_pickled_checkpoint_state`).
+    """
+    listed = _read_marker(Path(folder)) or {}
+    refused = []
+    for name, why in pickled_state_files(folder):
+        if name.endswith("training_args.bin"):
+            logger.info("Ignoring %s in %s: %s.", name, folder, why)
+        elif name.startswith("global_step") or name in listed:
+            origin = "" if name.startswith("global_step") else "; listed and hash-verified in this checkpoint's marker"
+            logger.warning("Resume reads %s/%s with torch.load: %s%s.", folder, name, why, origin)
+        elif allow_pickled_checkpoint_state:
+            logger.warning(
+                "Resume reads %s/%s with torch.load: %s; allowed by --allow_pickled_checkpoint_state.",
+                folder,
+                name,
+                why,
+            )
+        else:
+            refused.append(f"{name} ({why})")
+    if refused:
+        raise ValueError(
+            f"Refusing to resume from {folder}: it holds pickled state that OpenMind did not write and would have to "
+            f"read with torch.load: {'; '.join(refused)}. A pickle can run code when loaded. If you trust where this "
+            "checkpoint came from, pass --allow_pickled_checkpoint_state; otherwise start from its weights "
+            "(--model_name_or_path) without resuming."
+        )
+
+
+def resume_checkpoint(
+    resume_from_checkpoint, output_dir: str | os.PathLike, allow_pickled_checkpoint_state: bool = False
+) -> str | None:
+    """`resolve_resume` followed by `check_pickled_state` on the checkpoint it picked (arguments as there)."""
+    resolved = resolve_resume(resume_from_checkpoint, output_dir, allow_pickled_checkpoint_state)
+    if resolved is not None:
+        check_pickled_state(resolved, allow_pickled_checkpoint_state)
+    return resolved
+
+
+# ------------------------------------------------------------------------------------------ finite weights
+
+
+def check_finite(state_dict: dict, where: str, output_dir: str | os.PathLike | None = None) -> None:
+    """
+    Refuses to save weights holding NaN or inf: one `torch.isfinite(t).all()` per floating tensor (no copy kept).
+
+    Args:
+        state_dict (`dict[str, torch.Tensor]`): what is about to be saved.
+        where (`str`): what is being saved, for the message (e.g. `"checkpoint-40"`).
+        output_dir (`str`, *optional*): the run folder, searched for the newest verified checkpoint to suggest.
+    """
+    for name, tensor in state_dict.items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            latest = latest_complete_checkpoint(output_dir) if output_dir is not None else None
+            resume = f"--resume_from_checkpoint {latest}" if latest else "restart from the starting model"
+            raise FloatingPointError(
+                f"Refusing to save {where}: weight {name} has {bad} non-finite value(s) (NaN/inf) of "
+                f"{tensor.numel()}; training diverged. Lower --learning_rate, enable gradient clipping "
+                f"(--max_grad_norm 1.0) or warmup (--warmup_ratio 0.05), and {resume}."
+            )
 
 
 def remove_staging(output_dir: str | os.PathLike) -> None:
@@ -273,17 +484,23 @@ __all__ = [
     "SCHEDULER_NAME",
     "STAGING_DIR",
     "TRAINING_ARGS_NAME",
+    "check_finite",
+    "check_pickled_state",
+    "checkpoint_problem",
     "is_complete_checkpoint",
     "latest_complete_checkpoint",
     "list_checkpoints",
     "load_optimizer_state",
     "load_rng_state",
     "load_weights_strictly",
+    "pickled_state_files",
     "publish",
     "remove_staging",
     "resolve_resume",
+    "resume_checkpoint",
     "save_optimizer_state",
     "save_rng_state",
+    "sha256_file",
     "write_json",
     "write_marker",
 ]

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from .plots import LOSS_CURVE, save_loss_curve
+
 logger = logging.getLogger(__name__)
 
 DEMO_VISION = {
@@ -182,33 +184,6 @@ def _run(stage: str, args, deadline: float) -> dict:
 # ---------------------------------------------------------------------------------------------------- report
 
 
-def _loss_curve(out: Path, stage_dirs: dict[str, Path]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(stage_dirs), figsize=(4.5 * len(stage_dirs), 3.4))
-    for ax, (name, folder) in zip(axes, stage_dirs.items()):
-        if "GRPO" in name:  # the GRPO loss is ~0 by construction; its reward is what moves
-            logs = [h for h in json.loads((folder / "log_history.json").read_text()) if "reward" in h]
-            steps, values, label = [h["step"] for h in logs], [h["reward"] for h in logs], "mean reward"
-        else:
-            history = [json.loads(line) for line in (folder / "loss_history.jsonl").read_text().splitlines() if line]
-            steps, values, label = [h["step"] for h in history], [h["loss"] for h in history], "loss"
-            ax.set_yscale("log")
-        ax.plot(steps, values, lw=1)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "loss_curve.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _table(before: dict, after: dict) -> str:
     lines = ["task        chance  before   after  target", "-" * 43]
     for task in TASKS:
@@ -299,7 +274,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     final_processor = AutoProcessor.from_pretrained(final_dir)
     after = held_out_accuracy(final_model, final_processor, test, cfg.eval_batch_size)
     t = mark("evaluation after", t)
-    curve = _loss_curve(out, stages)
+    curve = save_loss_curve(out / LOSS_CURVE, stages)
     answers = _pipeline_answers(final_dir, test)
     t = mark("plot + pipeline", t)
 

@@ -17,8 +17,9 @@ import time
 from transformers import set_seed
 
 from ..data.policy import SkipReport
-from .arguments import ModelArguments
+from .arguments import DataArguments, ModelArguments
 from .model_setup import trainable_summary
+from .plots import save_run_loss_curve
 from .summary import RunSummary
 
 LOG_HISTORY = "log_history.json"
@@ -79,11 +80,19 @@ def save_final_model(trainer, processor, model_args: ModelArguments) -> str | No
 
 
 def finish_run(
-    stage: str, trainer, train_output, report: SkipReport, started: float, merged_dir: str | None = None
+    stage: str,
+    trainer,
+    train_output,
+    report: SkipReport,
+    started: float,
+    merged_dir: str | None = None,
+    model_args: ModelArguments | None = None,
+    data_args: DataArguments | None = None,
 ) -> RunSummary:
     """
-    Evaluates (when there is eval data), then writes `run_summary.json` and `log_history.json` and prints the summary
-    and the skip report (main process only).
+    Evaluates (when there is eval data), then writes `run_summary.json`, `log_history.json`, `loss_curve.png` and
+    OpenMind's model card (`README.md`, replacing TRL's generic one) and prints the summary and the skip report (main
+    process only).
 
     Args:
         stage (`str`): the stage name shown in the summary.
@@ -92,6 +101,8 @@ def finish_run(
         report (`SkipReport`): the run's bad-data report (from `start_run`).
         started (`float`): `time.time()` at the start of the run.
         merged_dir (`str`, *optional*): the merged LoRA model's folder (from `save_final_model`).
+        model_args (`ModelArguments`, *optional*): recorded as the summary's `model_name_or_path`.
+        data_args (`DataArguments`, *optional*): recorded as the summary's `datasets`.
     """
     metrics = dict(train_output.metrics)
     if trainer.eval_dataset is not None:
@@ -104,6 +115,8 @@ def finish_run(
         model_dir=output_dir,
         merged_model_dir=merged_dir,
         resumed_from=getattr(trainer, "openmind_resumed_from", None),
+        model_name_or_path=model_args.model_name_or_path if model_args is not None else None,
+        datasets=[data_args.dataset_name] if data_args is not None and data_args.dataset_name else [],
         global_step=trainer.state.global_step,
         metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         trainable_parameters=trainable_summary(trainer.model),
@@ -114,10 +127,23 @@ def finish_run(
         summary.save()
         with open(os.path.join(output_dir, LOG_HISTORY), "w", encoding="utf-8") as f:
             json.dump(trainer.state.log_history, f)
+        save_run_loss_curve(output_dir, stage)
+        _write_model_card(output_dir, merged_dir)
         print(summary.render(), flush=True)
         if report.count:
             print(report.summary(), flush=True)
     return summary
+
+
+def _write_model_card(output_dir: str, merged_dir: str | None) -> None:
+    """OpenMind's card in the model folder(s), read from the summary just saved (a LoRA run's `merged/` gets one too:
+    it is the folder that loads like any checkpoint). A LoRA adapter folder has no `config.json` to describe; it
+    keeps PEFT's adapter card."""
+    from ..export.model_card import write_model_card  # lazy: export is not needed to train
+
+    for folder in [output_dir] + ([merged_dir] if merged_dir else []):
+        if os.path.isfile(os.path.join(folder, "config.json")):
+            write_model_card(folder)
 
 
 __all__ = ["LOG_HISTORY", "finish_run", "reference_model", "save_final_model", "start_run", "tower_lrs"]

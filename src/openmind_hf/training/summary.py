@@ -20,6 +20,9 @@ class RunSummary:
         model_dir (`str`): where the final model (or adapter) is.
         merged_model_dir (`str`, *optional*): the merged LoRA model, when one was written.
         resumed_from (`str`, *optional*): the checkpoint the run resumed from.
+        model_name_or_path (`str`, *optional*): the checkpoint the stage started from (None: a preset or towers
+            composed from config); the model card follows it to the earlier stages.
+        datasets (`list[str]`, *optional*): the training data (`--dataset_name` paths or Hub ids).
         global_step (`int`, *optional*, defaults to 0): optimizer steps done.
         metrics (`dict`, *optional*): the final train (and eval) metrics.
         trainable_parameters (`dict`, *optional*): `{tower: {"trainable", "total"}}`.
@@ -32,6 +35,8 @@ class RunSummary:
     model_dir: str
     merged_model_dir: str | None = None
     resumed_from: str | None = None
+    model_name_or_path: str | None = None
+    datasets: list[str] = field(default_factory=list)
     global_step: int = 0
     metrics: dict = field(default_factory=dict)
     trainable_parameters: dict = field(default_factory=dict)
@@ -49,6 +54,10 @@ class RunSummary:
         lines.append(f"model:     {self.model_dir}")
         if self.merged_model_dir:
             lines.append(f"merged:    {self.merged_model_dir} (LoRA folded in; load it like any checkpoint)")
+        if self.model_name_or_path:
+            lines.append(f"from:      {self.model_name_or_path}")
+        if self.datasets:
+            lines.append(f"data:      {', '.join(self.datasets)}")
         if self.resumed_from:
             lines.append(f"resumed:   {self.resumed_from}")
         for key in sorted(self.metrics):

@@ -31,7 +31,7 @@ from transformers import Trainer, TrainerCallback
 from trl import DPOTrainer, GRPOTrainer, RewardTrainer, SFTTrainer
 
 from ..data.formats import messages_with_media
-from .checkpointing import remove_staging, resolve_resume
+from .checkpointing import remove_staging, resume_checkpoint
 from .model_setup import tower_of
 from .trl_internals import CheckpointHooks, GRPOMediaHooks, RewardDatasetHook, check_versions
 
@@ -108,10 +108,13 @@ class OpenMindTrainerMixin(CheckpointHooks):
         self.add_callback(LossHistoryCallback(self))
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        """`Trainer.train`, resuming only from a COMPLETE checkpoint: `"latest"`/`True` picks the newest complete one
-        (a fresh start when there is none), a path must be complete; leftovers of an interrupted save are removed."""
+        """`Trainer.train`, resuming only from a checkpoint that VERIFIES (complete, every file matching its recorded
+        sha256): `"latest"`/`True` picks the newest one that does (a fresh start when there is none), a path must;
+        pickled state OpenMind did not write needs `--allow_pickled_checkpoint_state`; leftovers of an interrupted save
+        are removed."""
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.resume_from_checkpoint
-        resolved = resolve_resume(resume, self.args.output_dir)
+        allow_pickles = bool(getattr(self.args, "allow_pickled_checkpoint_state", False))
+        resolved = resume_checkpoint(resume, self.args.output_dir, allow_pickles)
         if self.args.should_save:
             remove_staging(self.args.output_dir)
         self.accelerator.wait_for_everyone()
@@ -119,6 +122,10 @@ class OpenMindTrainerMixin(CheckpointHooks):
             logger.info("Resuming from %s", resolved)
         self.openmind_resumed_from = resolved
         return super().train(resolved, *args, **kwargs)
+
+    def create_model_card(self, *args, **kwargs):
+        """Does nothing: TRL writes its generic README ("fine-tuned version of [None]") at every checkpoint save;
+        `run.finish_run` writes OpenMind's card (`export.model_card.write_model_card`) once the run is summarised."""
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)

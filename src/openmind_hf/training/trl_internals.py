@@ -175,9 +175,14 @@ class CheckpointHooks:
 
     # Upstream pickles the training arguments (`training_args.bin`) and saves only `processing_class`; here they
     # are JSON, and the full processor is saved too when `processing_class` is only its tokenizer (reward model).
+    # Upstream also saves NaN/inf weights without a word (a diverged run then exits 0); every save of weights, a
+    # checkpoint's or the final one, comes through here, so this is where they are refused.
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        super()._save(output_dir, state_dict)
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        weights = state_dict if state_dict is not None else self.accelerator.unwrap_model(self.model).state_dict()
+        where = output_dir if self._staging_root is None else f"checkpoint-{self.state.global_step}"
+        checkpointing.check_finite(weights, f"{where} (step {self.state.global_step})", self.args.output_dir)
+        super()._save(output_dir, state_dict)
         if not self.args.should_save:
             return
         pickled = os.path.join(output_dir, "training_args.bin")

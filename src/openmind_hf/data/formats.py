@@ -8,6 +8,10 @@ Accepted records:
 - both extended with `audio`, `video`, and lists (`images`, `audios`, `videos`, or a list under `image`/`audio`);
 - Hugging Face chat: `{"messages": [{"role", "content": str | [blocks]}], "images": [...], "audios": [...]}`.
 
+A video item may be a dict `{"path": ..., "start": s, "end": s, "audio": true, "missing_audio": "silence"}`: frames
+(and, with `"audio": true` or the recipes' `--use_audio_in_video`, its sound) come from the `[start, end)` span;
+`openmind_hf.data.media.load_video_frames` documents the keys.
+
 The canonical sample is::
 
     {"id": str, "kind": "pretrain" | "instruct",

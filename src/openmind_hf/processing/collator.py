@@ -178,11 +178,7 @@ class OpenMindCollator:
             processor_kwargs={**self.processor_kwargs, "padding": True, "padding_side": "right"},
         )
         lengths = out["attention_mask"].sum(-1).tolist()
-        # a heard video adds one audio clip (its sound) to its sample
-        heard = self.processor_kwargs.get("use_audio_in_video", False)
-        clips = [
-            len(s.get("audios") or []) + sum(video_has_sound(v, heard) for v in s.get("videos") or []) for s in samples
-        ]
+        clips = self._clips_per_sample(samples, out)
         counts = {
             "pixel_values": [len(s.get("images") or []) for s in samples],
             "input_features": clips,
@@ -201,6 +197,23 @@ class OpenMindCollator:
             item.update({key: part[i] for key, part in parts.items() if part[i].shape[0]})
             items.append(item)
         return items
+
+    def _clips_per_sample(self, samples: list[dict], out) -> list[int]:
+        """Audio clips per sample: its audios, plus one per heard video (frames then audio), or one per group of
+        `video_temporal_pool` frames (`video_audio_layout="interleaved"`)."""
+        heard = self.processor_kwargs.get("use_audio_in_video", False)
+        interleaved = self.processor_kwargs.get("video_audio_layout") == "interleaved"
+        pool = getattr(self.processor, "video_temporal_pool", 1)
+        frames = iter(out["video_num_frames"].tolist() if "video_num_frames" in out else [])
+        clips = []
+        for sample in samples:
+            count = len(sample.get("audios") or [])
+            for video in sample.get("videos") or []:
+                n = next(frames)
+                if video_has_sound(video, heard):
+                    count += -(-n // pool) if interleaved else 1
+            clips.append(count)
+        return clips
 
     def _encode_all(self, samples: list) -> list[dict]:
         """Encode a batch: one processor call per thinking mode; if a call fails, sample by sample, so that one bad

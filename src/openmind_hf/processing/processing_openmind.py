@@ -109,12 +109,20 @@ class OpenMindProcessor(ProcessorMixin):
         if audio is not None and isinstance(audio, (list, tuple)) and len(audio) == 0:
             audio = None
         use_audio_in_video = bool(kwargs.pop("use_audio_in_video", False))
+        layout = kwargs.pop("video_audio_layout", "frames_then_audio")
+        if layout not in VIDEO_AUDIO_LAYOUTS:
+            raise ValueError(f"video_audio_layout must be one of {VIDEO_AUDIO_LAYOUTS}, got {layout!r}")
         if videos is not None:
             videos = _flatten_videos(videos)
             sounds = [self._video_sound(v, i, use_audio_in_video) for i, v in enumerate(videos)]
+            if layout == "interleaved":
+                videos, sounds = self._chunked(videos, sounds, kwargs.get("num_frames"), kwargs.get("fps"))
             if any(sound is not None for sound in sounds):
                 audio = self._place_video_sound(text, audio, sounds)
-                videos = [_Heard(v) if sound is not None else v for v, sound in zip(videos, sounds)]
+                videos = [
+                    v if sound is None else _Heard(v, len(sound) if isinstance(sound, list) else 1)
+                    for v, sound in zip(videos, sounds)
+                ]
         return super().__call__(images=images, text=text, videos=videos, audio=audio, **kwargs)
 
     def _video_sound(self, video, index: int, default: bool):
@@ -148,6 +156,19 @@ class OpenMindProcessor(ProcessorMixin):
             what=f"video {source if _is_path(source) else index}",
         )
 
+    def _chunked(self, videos: list, sounds: list, num_frames, fps) -> tuple[list, list]:
+        """Interleaved layout: each heard video's frames are decoded now, so that its sound can be cut into one
+        chunk per group of `video_temporal_pool` frames (each chunk then follows its frames)."""
+        out_videos, out_sounds = [], []
+        for i, (video, sound) in enumerate(zip(videos, sounds)):
+            if sound is not None:
+                frames = self._decode_frames(video, i, num_frames, fps)
+                groups = math.ceil(len(frames) / self.video_temporal_pool)
+                video, sound = VideoClip(frames, sound, 0), list(np.array_split(sound, groups))
+            out_videos.append(video)
+            out_sounds.append(sound)
+        return out_videos, out_sounds
+
     def _place_video_sound(self, text, audio, sounds: list) -> list:
         """All audio clips in placeholder order: each heard video's sound goes right after that `<video>` (frames
         then audio), between the `<audio>` clips given before and after it. The text is not changed: the video's
@@ -164,7 +185,8 @@ class OpenMindProcessor(ProcessorMixin):
                 if token == self.audio_token:
                     placed.append(next(given, None))
                 else:
-                    placed.append(next(heard, None))
+                    sound = next(heard, None)
+                    placed.extend(sound if isinstance(sound, list) else [sound])  # interleaved: one clip per chunk
         # a count mismatch is left for `validate_inputs` to name
         return [clip for clip in placed if clip is not None] + list(given)
 
@@ -173,9 +195,9 @@ class OpenMindProcessor(ProcessorMixin):
         return f"{re.escape(self.video_token)}|{re.escape(self.audio_token)}"
 
     def get_text_with_replacements(self, text, images_replacements=[], videos_replacements=[], audio_replacements=[]):  # noqa: B006 - the mixin's signature
-        """A heard video's replacement ends in `_SOUND_MARK`: swap in its clip's audio tokens (the next audio
-        replacement in placeholder order), so `<video>` expands to frame tokens then audio tokens."""
-        if any(r.endswith(_SOUND_MARK) for r in videos_replacements):
+        """A heard video's replacement holds `_SOUND_MARK` after its frames (or after each group of frames when
+        interleaved): each mark becomes the next clip's audio tokens (clips are in placeholder order)."""
+        if any(_SOUND_MARK in r for r in videos_replacements):
             videos_iter, audio_iter = iter(videos_replacements), iter(audio_replacements)
             videos_replacements, plain_audio = [], []
             for sample in text:
@@ -184,8 +206,8 @@ class OpenMindProcessor(ProcessorMixin):
                         plain_audio.append(next(audio_iter))
                         continue
                     replacement = next(videos_iter)
-                    if replacement.endswith(_SOUND_MARK):
-                        replacement = replacement[: -len(_SOUND_MARK)] + next(audio_iter)
+                    parts = replacement.split(_SOUND_MARK)
+                    replacement = parts[0] + "".join(next(audio_iter) + part for part in parts[1:])
                     videos_replacements.append(replacement)
             audio_replacements = plain_audio
         return super().get_text_with_replacements(text, images_replacements, videos_replacements, audio_replacements)
@@ -204,7 +226,7 @@ class OpenMindProcessor(ProcessorMixin):
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
         # Videos are counted here, not by the mixin (which wants decoded arrays).
         without_videos = [t.replace(self.video_token, "") for t in text] if text is not None else None
-        heard = sum(isinstance(v, _Heard) for v in videos or [])
+        heard = sum(v.chunks for v in videos or [] if isinstance(v, _Heard))
         plain_audio = (list(audio)[: len(audio) - heard] or None) if audio is not None and heard else audio
         super().validate_inputs(images=images, text=without_videos, videos=None, audio=plain_audio, **kwargs)
         if text is not None:
@@ -242,12 +264,20 @@ class OpenMindProcessor(ProcessorMixin):
         frames = [frame for clip in clips for frame in clip]
         pixel_values = self.image_processor(frames, **kwargs)["pixel_values"]
         counts = [len(clip) for clip in clips]
-        replacements = [
-            self.video_token * (math.ceil(n / self.video_temporal_pool) * self.num_image_tokens)
-            + (_SOUND_MARK if isinstance(v, _Heard) else "")
-            for n, v in zip(counts, videos)
-        ]
+        replacements = [self._video_replacement(n, v) for n, v in zip(counts, videos)]
         return {"pixel_values_videos": pixel_values, "video_num_frames": counts}, replacements
+
+    def _video_replacement(self, num_frames: int, video) -> str:
+        """Frame tokens per group of `video_temporal_pool` frames; a heard video's audio goes at `_SOUND_MARK`s:
+        after all the frames, or (interleaved: one clip per group) after each group."""
+        groups = math.ceil(num_frames / self.video_temporal_pool)
+        group = self.video_token * self.num_image_tokens
+        chunks = video.chunks if isinstance(video, _Heard) else 0
+        if chunks <= 1:
+            return group * groups + (_SOUND_MARK if chunks else "")
+        if chunks != groups:
+            raise ValueError(f"a video has {groups} frame groups but its sound was cut into {chunks} chunks")
+        return (group + _SOUND_MARK) * groups
 
     def _decode_frames(self, video, index: int, num_frames, fps) -> list:
         if isinstance(video, VideoClip):
@@ -328,6 +358,10 @@ class _Heard:
     """A video (path, dict, frames or `VideoClip`) whose sound was decoded and placed among the audio clips."""
 
     video: object
+    chunks: int = 1  # sound clips: 1 (frames then audio), or one per frame group (interleaved)
+
+
+VIDEO_AUDIO_LAYOUTS = ("frames_then_audio", "interleaved")
 
 
 def _video_source(video):

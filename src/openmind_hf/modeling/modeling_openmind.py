@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -179,9 +180,10 @@ class OpenMindPreTrainedModel(PreTrainedModel):
         path = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         if _is_quanto_checkpoint(path, kwargs):
             # transformers cannot load optimum-quanto weights; `openmind quantize` writes them with a map we requantize
-            from openmind_hf.building.inference import load_quantized_from_pretrained
-
-            return load_quantized_from_pretrained(cls, path, kwargs)
+            # Looked up by name: transformers' remote-code loader imports every `import` line of this file, and a
+            # checkpoint loaded with trust_remote_code must not need the openmind_hf package.
+            inference = importlib.import_module("openmind_hf.building.inference")
+            return inference.load_quantized_from_pretrained(cls, path, kwargs)
         if not allow_pickled_weights:
             _refuse_pickled_weights(path, kwargs)
             kwargs["use_safetensors"] = True  # transformers then never falls back to a pickle (Hub repos too)

@@ -18,7 +18,7 @@ from openmind_hf.cli import SUBCOMMANDS
 
 HEAVY = ("torch", "transformers", "torchao", "trl")  # seconds each; numpy (0.2 s) is allowed
 # What a warning or a dependency's import noise looks like on stderr.
-NOISE = ("Warning", "warning", "Failed to load", "W1", "Traceback")
+NOISE = ("Warning", "warning", "WARNING", "Failed to load", "W1", "Traceback")
 
 
 def _python(code: str, *, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -95,3 +95,12 @@ def test_choices_spelled_out_for_help_match_their_modules():
     assert preset_commands.PRESETS == presets.PRESETS
     assert train_commands.STAGES == arguments.STAGES
     assert quantize.BACKENDS is quantize_commands.BACKENDS
+
+
+def test_a_real_command_prints_no_dependency_noise(tmp_path):
+    """`openmind preset tiny` imports transformers (torchao with it) and saves (accelerate imports deepspeed there):
+    none of their import-time warnings reach the user."""
+    code = f"from openmind_hf.cli import main\nmain(['preset', 'tiny', '--output', {str(tmp_path / 'tiny')!r}])\n"
+    result = _python(code)
+    _assert_quiet(result, "openmind preset tiny")
+    assert "Setting accelerator" not in result.stderr and "Saved the 'tiny' preset" in result.stdout

@@ -9,8 +9,10 @@ package too. So registration runs at the first moment it is both needed and chea
   finishes importing, once no `openmind_hf` module is half-initialised (registration imports them);
 - on first access to a public name of `openmind_hf` (`openmind_hf.OpenMindConfig`).
 
-torchao, which transformers imports whenever it is installed, logs two "Failed to load ... .so" lines (CUDA-only
-kernels) and torch `_pytree` deprecation warnings while it imports; those are silenced for that import only.
+Two dependencies log warnings while they import, on every command, about nothing the user did: torchao (which
+transformers imports whenever it is installed) prints "Failed to load ... .so" for its CUDA-only kernels and torch
+`_pytree` Enum deprecations; deepspeed (which accelerate imports in `save_pretrained` when it is installed) prints
+"Setting accelerator to CPU". Their loggers are quieted while those packages' modules execute, and only then.
 """
 
 from __future__ import annotations
@@ -20,23 +22,36 @@ import importlib.abc
 import logging
 import sys
 
-# Loggers that print at torchao's import on a CPU machine: missing CUDA kernels, an Enum deprecation inside torch.
-_NOISY_IMPORT_LOGGERS = ("torchao", "torch.utils._pytree")
+# package imported -> loggers that warn while it imports on a CPU machine (see the module docstring).
+_NOISY_IMPORTS = {"torchao": ("torchao", "torch.utils._pytree"), "deepspeed": ("DeepSpeed",)}
+_NOISY_IMPORT_LOGGERS = tuple(name for names in _NOISY_IMPORTS.values() for name in names)
 _registered = False
+
+
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+_ERRORS_ONLY = _ErrorsOnly()
 
 
 @contextlib.contextmanager
 def quiet_dependency_imports():
-    """Raises the loggers in `_NOISY_IMPORT_LOGGERS` to ERROR for the duration of the block, then restores them."""
+    """Lets only errors through the loggers in `_NOISY_IMPORT_LOGGERS` for the duration of the block. A level covers
+    their child loggers; a filter covers a logger the package re-levels while importing (deepspeed does)."""
     loggers = [logging.getLogger(name) for name in _NOISY_IMPORT_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
+        logger.addFilter(_ERRORS_ONLY)
     try:
         yield
     finally:
         for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+            logger.removeFilter(_ERRORS_ONLY)
+            if logger.level == logging.ERROR:  # unless the package set its own level meanwhile
+                logger.setLevel(level)
 
 
 def register_auto_classes() -> None:
@@ -102,10 +117,11 @@ def _after_import(name: str) -> None:
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself: it asks the finders after it, and makes the loader of `transformers`, of `openmind_hf`
-    modules and of torchao's modules run [`_after_import`] (or the quiet import) around the module's code."""
+    modules and of the noisy packages' modules run [`_after_import`] (or the quiet import) around the module's code."""
 
     def find_spec(self, fullname, path, target=None):
-        quiet = fullname == "torchao" or fullname.startswith("torchao.")  # transformers imports its submodules too
+        # Submodules too: transformers imports `torchao.prototype.*` after `torchao`.
+        quiet = fullname.split(".")[0] in _NOISY_IMPORTS
         if not quiet and (_registered or not (fullname == "transformers" or fullname.startswith("openmind_hf."))):
             return None
         spec = self._find_with_the_others(fullname, path, target)
@@ -134,7 +150,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         return None
 
 
-# Stays on `sys.meta_path` after registering, for torchao's modules only (one string check per import).
+# Stays on `sys.meta_path` after registering, for the noisy packages only (one string check per import).
 _FINDER = _RegisterAfterImport()
 
 

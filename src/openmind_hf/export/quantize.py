@@ -9,7 +9,9 @@ Backends (`backend="auto"` picks the first that fits):
   storage (so the file is int8-sized). Saved with `save_pretrained`; reloads with plain `from_pretrained`.
 - **quanto** (optimum-quanto) int8 / int4 with packed int4 storage. transformers cannot save a quanto model, so we
   write the quantized state dict (`quanto_model.safetensors`) and quanto's `quantization_map.json` ourselves, and
-  `openmind_hf.building.load_quantized` rebuilds the model and calls quanto's `requantize`. This is the int4 default on CPU.
+  `openmind_hf.building.load_quantized` rebuilds the model and calls quanto's `requantize`. OpenMind's `from_pretrained`
+  recognises the layout and calls it, so `AutoModelForImageTextToText.from_pretrained(dir)` and
+  `pipeline("image-text-to-text", model=dir)` load it as they load any checkpoint. This is the int4 default on CPU.
 - **bnb** (bitsandbytes) 8-bit / 4-bit NF4, CUDA only; saved with `save_pretrained`, reloads with `from_pretrained`.
 
 `lm_head` always stays in full precision (it is tied to the embeddings in small models and is the layer most
@@ -18,7 +20,7 @@ sensitive to quantization). `keep_towers_fp=True` also keeps the vision and audi
 Every run reloads what it wrote and compares it with the original on a fixed probe batch (an image, an audio clip and
 text, through the processor): max |logit difference| and greedy-token agreement.
 `openmind_hf.building.load_model_for_inference` loads any of these outputs (or a plain checkpoint, local or on the
-Hub); `openmind serve` uses it. The original must hold safetensors weights unless `allow_pickled_weights=True`.
+Hub); `openmind serve` and `openmind eval` use it. The original must hold safetensors weights unless `allow_pickled_weights=True`.
 """
 
 from __future__ import annotations

@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ImportError, OSError) as err:
         raise SystemExit(f"openmind quantize: {err}") from None
     print(report.summary())
-    print(f"saved to {args.output} (load it with openmind_hf.building.load_model_for_inference)")
+    print(
+        f"saved to {args.output}: load it like any checkpoint (AutoModelForImageTextToText.from_pretrained, "
+        "pipeline, openmind eval / serve --model)"
+    )
     return 0
 
 

@@ -225,3 +225,31 @@ def test_pickled_state_openmind_did_not_write_needs_an_opt_in(finished, tmp_path
     torch.save({}, ours / "scheduler.pt")
     with pytest.raises(ValueError, match=r"scheduler\.pt \(stock Trainer's LR scheduler state"):
         resume_checkpoint(str(ours), ours.parent)
+
+
+def test_a_marker_without_hashes_still_loads_and_garbage_is_reported_by_name(finished, tmp_path):
+    """Checkpoints sealed before markers held hashes (sizes only) stay resumable; a corrupted file in one is then an
+    error naming it, not a raw SafetensorError."""
+    checkpoint = shutil.copytree(finished / "checkpoint-4", tmp_path / "checkpoint-4")
+    marker = json.loads((checkpoint / MARKER_NAME).read_text())
+    marker["files"] = {name: record["size"] for name, record in marker["files"].items()}
+    (checkpoint / MARKER_NAME).write_text(json.dumps(marker))
+    assert checkpoint_problem(checkpoint) is None
+    assert checkpointing.load_optimizer_state(str(checkpoint))["state"]
+    bad = checkpoint / "optimizer.safetensors"
+    bad.write_bytes(os.urandom(bad.stat().st_size))
+    assert checkpoint_problem(checkpoint) is None  # sizes only: undetectable here...
+    with pytest.raises(ValueError, match=f"{bad} is not a readable safetensors file"):
+        checkpointing.load_optimizer_state(str(checkpoint))  # ...but named when read
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_the_finite_check_is_exact(dtype):
+    """The fast sum pre-filter never hides a NaN/inf, and an overflowing sum of finite weights is not refused."""
+    big = torch.full((1000,), torch.finfo(dtype).max / 2, dtype=dtype)  # finite, but its sum overflows
+    checkpointing.check_finite({"big": big}, "x")
+    for value in (float("nan"), float("inf"), float("-inf")):
+        weights = torch.zeros(1000, dtype=dtype)
+        weights[3] = value
+        with pytest.raises(FloatingPointError, match="weight w has 1 non-finite value"):
+            checkpointing.check_finite({"w": weights, "ids": torch.arange(3)}, "x")

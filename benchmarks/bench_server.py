@@ -2,6 +2,15 @@
 
     PYTHONPATH=src python benchmarks/bench_server.py --output benchmarks/results/server.json
     PYTHONPATH=src python benchmarks/bench_server.py --model DIR --concurrency 8 --duration 30 --max-requests 200
+    # side by side with vLLM (its own venv, `make test-vllm` builds it); same checkpoint, same load:
+    PYTHONPATH=src python benchmarks/bench_server.py --vllm-compatible-preset DIR   # build the checkpoint once
+    PYTHONPATH=src python benchmarks/bench_server.py --model DIR --output benchmarks/results/server_openmind.json
+    PYTHONPATH=src .venv-vllm/bin/python benchmarks/bench_server.py --engine vllm --model DIR \
+        --output benchmarks/results/server_vllm.json
+
+`--engine vllm` runs `openmind serve --engine vllm` (vLLM's OpenAI server, continuous batching, CPU eager mode) in
+place of OpenMind's server; the requests, the clients and the measurements are the same. RSS counts the server
+process and its children (vLLM runs its engine in a child process).
 
 Starts `openmind serve` in a subprocess on 127.0.0.1 (the tiny preset unless `--model` is given), warms it up,
 then keeps `--concurrency` clients busy until `--duration` seconds or `--max-requests` requests, whichever comes
@@ -66,7 +75,14 @@ def start_server(model: str, port: int, args) -> subprocess.Popen:
         "--host", HOST, "--port", str(port), "--max-concurrent", str(args.concurrency),
         "--generation-workers", str(args.generation_workers), "--log-level", "warning",
     ]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if args.engine == "vllm":
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache; vLLM's default (4) is far more than needed
+        command += ["--engine", "vllm", "--device", "cpu", "--dtype", "float32"]
+    # stderr to a file: vLLM logs a lot, and an unread pipe would block it
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    process.log = log
+    return process
 
 
 def wait_healthy(process: subprocess.Popen, url: str, timeout: float = 180.0) -> None:
@@ -75,7 +91,8 @@ def wait_healthy(process: subprocess.Popen, url: str, timeout: float = 180.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{process.stderr.read()[-3000:]}")
+            process.log.seek(0)
+            raise RuntimeError(f"server exited early:\n{process.log.read()[-3000:]}")
         try:
             if httpx.get(url + "/health", timeout=2).status_code == 200:
                 return
@@ -97,7 +114,15 @@ class RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def rss(self) -> int:
-        return self.process.memory_info().rss
+        import psutil
+
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total
 
     def _run(self):
         while not self._stop.wait(self.interval):
@@ -129,6 +154,14 @@ def request_body(index: int, args, image: str) -> dict:
     return body
 
 
+def _first_content(line: str) -> bool:
+    """Whether a server-sent line carries answer text (not the role-only first chunk, whatever the JSON spacing)."""
+    if not line.startswith("data: ") or line == "data: [DONE]":
+        return False
+    choices = json.loads(line[len("data: ") :]).get("choices") or [{}]
+    return bool(choices[0].get("delta", {}).get("content"))
+
+
 async def one_request(client, url: str, body: dict) -> dict:
     started = time.perf_counter()
     record = {"stream": bool(body.get("stream")), "image": len(body["messages"][0]["content"]) > 1}
@@ -137,7 +170,7 @@ async def one_request(client, url: str, body: dict) -> dict:
         async with client.stream("POST", url, json=body) as response:
             record["status"] = response.status_code
             async for line in response.aiter_lines():
-                if first is None and line.startswith("data: ") and '"content"' in line and '"content": ""' not in line:
+                if first is None and _first_content(line):
                     first = time.perf_counter() - started
         record["ttft_s"] = first
     else:
@@ -200,6 +233,8 @@ def summarise(records: list[dict], elapsed: float, args) -> dict:
         "elapsed_s": elapsed,
         "requests_per_s": len(ok) / elapsed if elapsed else None,
         "generated_tokens_per_s": len(ok) * args.max_tokens / elapsed if elapsed else None,
+        # from the non-streamed replies' usage: shows that every server generated exactly --max-tokens
+        "completion_tokens": sorted({r["completion_tokens"] for r in ok if "completion_tokens" in r}),
         "latency_s": stats(latencies),
         "latency_s_by_kind": {
             "text": stats([r["latency_s"] for r in ok if not r["image"]]),
@@ -207,6 +242,18 @@ def summarise(records: list[dict], elapsed: float, args) -> dict:
         },
         "ttft_s": stats(ttfts),
     }
+
+
+def build_vllm_compatible_preset(path: str) -> None:
+    """The tiny preset with 2 attention heads of 32 (vLLM's CPU attention has no 16-wide kernel) and no SigLIP
+    pooling head (unused by OpenMind; vLLM's layer swap breaks its nn.MultiheadAttention). Random weights."""
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+    from openmind_hf.building.presets import build_tiny_preset, tiny_config
+
+    base = tiny_config()
+    text = {**base.text_config.to_dict(), "num_attention_heads": 2, "num_key_value_heads": 1}
+    vision = {**base.vision_config.to_dict(), "vision_use_head": False}
+    build_tiny_preset(path, seed=0, text_config=text, vision_config=vision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,9 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--generation-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads of the server process")
+    parser.add_argument("--engine", default="openmind", choices=["openmind", "vllm"], help="the server under load")
+    parser.add_argument(
+        "--vllm-compatible-preset",
+        metavar="DIR",
+        help="only build the tiny preset with 32-wide attention heads (vLLM's CPU kernels need >= 32) into DIR",
+    )
     parser.add_argument("--warmup", type=int, default=8, help="requests before measuring (and before RSS baseline)")
     parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "results" / "server.json"))
     args = parser.parse_args(argv)
+    if args.vllm_compatible_preset:
+        build_vllm_compatible_preset(args.vllm_compatible_preset)
+        print(f"wrote {args.vllm_compatible_preset}")
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="bench-server-") as workdir:
         model = args.model
@@ -229,12 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             from openmind_hf import build_tiny_preset
 
             model = str(Path(workdir) / "tiny")
-            build_tiny_preset(model, seed=0)
+            if args.engine == "vllm":
+                build_vllm_compatible_preset(model)
+            else:
+                build_tiny_preset(model, seed=0)
         port = free_port()
         base_url = f"http://{HOST}:{port}"
         process = start_server(model, port, args)
         try:
-            wait_healthy(process, base_url)
+            wait_healthy(process, base_url, timeout=180.0 if args.engine == "openmind" else 900.0)
             image = image_data_uri()
             asyncio.run(load(base_url, args, image, count_from=10**6, limit=args.warmup, duration=120))
             with RssSampler(process.pid) as sampler:

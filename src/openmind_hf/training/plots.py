@@ -1,6 +1,6 @@
 """The loss-curve PNG every training stage saves next to its model (`loss_curve.png`), and the demo's three-panel one.
 
-Each panel reads a stage folder: the exact per-step loss from `loss_history.jsonl` (log scale), or, for a GRPO stage
+Each panel reads a stage folder: the exact per-step loss from `loss_history.jsonl` (log scale when it spans a decade), or, for a GRPO stage
 (whose loss is ~0 by construction), the mean reward that `log_history.json` records.
 """
 
@@ -35,7 +35,7 @@ def _panel(ax, name: str, folder: Path) -> None:
         path = folder / "loss_history.jsonl"
         history = _read_jsonl(path) if path.is_file() else []
         steps, values, label = [h["step"] for h in history], [h["loss"] for h in history], "loss"
-        if values and min(values) > 0:
+        if values and min(values) > 0 and max(values) > 10 * min(values):  # log only when it spans a decade
             ax.set_yscale("log")
     ax.plot(steps, values, lw=1, marker="o" if len(steps) < 20 else None, ms=3)
     ax.set_title(name)

@@ -8,7 +8,7 @@ naming the method, when an installed version changes one of them or lies outside
 
 | hook | upstream private method / attribute | what it does |
 |---|---|---|
-| `CheckpointHooks` | `Trainer._get_output_dir`, `_save_checkpoint`, `_save`, `_save_optimizer_and_scheduler`, `_load_optimizer_and_scheduler`, `_save_scaler`, `_load_scaler`, `_save_rng_state`, `_load_rng_state`, `_load_from_checkpoint`; GRPO's `entropy_coef`, `_last_world_entropy` | staged, sealed, pickle-free checkpoints; strict resume |
+| `CheckpointHooks` | `Trainer._get_output_dir`, `_save_checkpoint`, `_save`, `_save_optimizer_and_scheduler`, `_load_optimizer_and_scheduler`, `_save_scaler`, `_load_scaler`, `_save_rng_state`, `_load_rng_state`, `_load_from_checkpoint`; GRPO's `entropy_coef`, `_last_world_entropy` | staged, sha256-sealed, pickle-free checkpoints; NaN/inf weights never saved; strict resume |
 | `RewardDatasetHook` | `RewardTrainer._prepare_dataset` | rows stay indices; the collator tokenizes with media |
 | `GRPOMediaHooks` | `GRPOTrainer._generate_and_score_completions`, `_tokenize_prompts`, `_compute_loss`, `_get_per_token_logps_and_entropies`; `args.beta` during `__init__`; `trl.models.prepare_deepspeed` / `prepare_fsdp`, `trl.trainer.utils.add_fused_lm_head` / `disable_dropout_in_model` | prompt media travel with their rows; an in-memory reference model |
 """

@@ -14,6 +14,9 @@ import re
 import threading
 from decimal import Decimal, InvalidOperation
 
+# One rule for the last \boxed{} answer, shared with the MATH converter (data/ may not import evaluation/).
+from ..data.converters.hendrycks_math import last_boxed as extract_last_boxed
+
 # A number with optional sign, thousands separators and decimals. A "-" counts as a sign only when it does not
 # follow a word character or ")" (so "16-3-4=9" yields 16, 3, 4, 9, not -3, -4).
 _NUMBER = re.compile(r"(?:(?<![\w)])-)?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|(?:(?<![\w)])-)?\.\d+")
@@ -33,28 +36,6 @@ def _canonical_number(text: str) -> str | None:
 
 def _numbers(text: str) -> list[str]:
     return _NUMBER.findall(text.translate(_MINUS_SIGNS).replace("\\!", "").replace("{,}", ","))
-
-
-def extract_last_boxed(text: str) -> str | None:
-    """Contents of the last `\\boxed{...}` (or `\\fbox{...}`, or `\\boxed 5`) in `text`, braces balanced."""
-    starts = [m for m in re.finditer(r"\\(?:boxed|fbox)\b", text)]
-    if not starts:
-        return None
-    position = starts[-1].end()
-    rest = text[position:]
-    if not rest.lstrip().startswith("{"):
-        match = re.match(r"\s+([^\s$]+)", rest)  # "\boxed 5": the next token is the answer
-        return match.group(1) if match else None
-    position += rest.index("{")
-    depth = 0
-    for index in range(position, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[position + 1 : index]
-    return None  # unbalanced: the generation was cut inside the box
 
 
 def extract_gsm8k_answer(text: str) -> str | None:

@@ -21,8 +21,8 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\b")
 def last_boxed(text: str) -> str | None:
     """Contents of the last `\\boxed{...}` / `\\fbox{...}` (braces balanced) or `\\boxed 5`, else None.
 
-    The same rule as `evaluation.math_answers.extract_last_boxed`; it is written again here because `data/` may
-    not import `evaluation/` (STYLE.md's import directions), while `evaluation/` may import this one.
+    The one copy of this rule: `evaluation.math_answers.extract_last_boxed` is this function (`data/` may not import
+    `evaluation/`, so it lives here).
     """
     starts = list(_BOX.finditer(text))
     if not starts:

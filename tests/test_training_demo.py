@@ -4,6 +4,7 @@ loss curve -> pipeline -> summary.json) with a few steps per stage. The full run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -33,8 +34,16 @@ def test_demo_runs_end_to_end_quickly(tmp_path):
     assert saved["chance"]["image"] <= 0.25 and saved["wall_seconds"] > 0
     assert [a["task"] for a in saved["pipeline_answers"]] == ["image", "audio"]
     assert (out / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert saved["stages"]["pretrain"]["global_step"] == 4 and saved["stages"]["grpo"]["global_step"] == 2
+    # every stage runs exactly its configured steps: nothing depends on the clock or the machine's load
+    assert {k: v["global_step"] for k, v in saved["stages"].items()} == {"pretrain": 4, "sft": 4, "grpo": 2}
+    assert saved["cpu_seconds"] > 0 and len(saved["load_average"]["start"]) == 3
     assert saved["final_model"].endswith("stage3-grpo")
+
+
+def test_demo_has_no_wall_clock_budget():
+    # a deadline once cut stage 1 at step 648 on a busy machine (image 0.52 instead of >= 0.90)
+    assert not any("time" in f.name or "budget" in f.name for f in dataclasses.fields(DemoConfig))
+    assert "time budget" not in (REPO / "src" / "openmind_hf" / "training" / "demo.py").read_text()
 
 
 def test_demo_script_help():

@@ -276,10 +276,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "final_model": str(final_dir),
         "loss_curve": str(curve),
         "pipeline_answers": answers,
-        "stages": {
-            k: {"global_step": v["global_step"], "metrics": v["metrics"]}
-            for k, v in stage_summaries.items()
-        },
+        "stages": {k: {"global_step": v["global_step"], "metrics": v["metrics"]} for k, v in stage_summaries.items()},
         "config": asdict(cfg),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

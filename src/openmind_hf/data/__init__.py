@@ -13,7 +13,12 @@ from .media import decode_sample_media, load_audio, load_image, load_video_frame
 from .policy import SkipReport
 from .synthetic import SYNTHETIC_VOCABULARY, write_faulty_dataset, write_synthetic_dataset
 
-_LAZY = {"OpenMindDataset": "dataset", "OpenMindIterableDataset": "dataset"}
+_LAZY = {
+    "OpenMindDataset": "dataset",
+    "OpenMindIterableDataset": "dataset",
+    "PreferenceDataset": "preference",
+    "normalize_preference_record": "preference",
+}
 
 
 def __getattr__(name: str):
@@ -29,6 +34,7 @@ __all__ = [
     "DataError",
     "OpenMindDataset",
     "OpenMindIterableDataset",
+    "PreferenceDataset",
     "RecordFilter",
     "SkipReport",
     "decode_sample_media",
@@ -38,6 +44,7 @@ __all__ = [
     "load_image",
     "load_video_frames",
     "messages_with_media",
+    "normalize_preference_record",
     "normalize_record",
     "write_faulty_dataset",
     "write_synthetic_dataset",

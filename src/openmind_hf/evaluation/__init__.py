@@ -22,7 +22,17 @@ from .rewards import (
     thinking_format_reward,
     vqa_accuracy_reward,
 )
-from .sandbox import ExecutionResult, SandboxLimits, run_many, run_python
+from .sandbox import (
+    ExecutionResult,
+    SandboxLimits,
+    SandboxUnavailableError,
+    allow_unsandboxed_code,
+    boundary_status,
+    check_candidate,
+    check_many,
+    run_many,
+    run_python,
+)
 from .tasks import TASKS
 from .thinking import extract_answer, is_well_formed_thinking, split_thinking
 from .vqa import normalize_textvqa_answer, normalize_vqa_answer, textvqa_accuracy, vqa_accuracy
@@ -50,6 +60,11 @@ __all__ = [
     "ExecutionResult",
     "Metric",
     "SandboxLimits",
+    "SandboxUnavailableError",
+    "allow_unsandboxed_code",
+    "boundary_status",
+    "check_candidate",
+    "check_many",
     "bleu",
     "build_program",
     "cider_d",

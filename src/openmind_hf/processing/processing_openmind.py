@@ -309,6 +309,45 @@ class OpenMindProcessor(ProcessorMixin):
         ]
         return features, replacements
 
+    def _adjust_assistant_masks_indices(self, processed_dict, generation_indices):
+        """`return_assistant_tokens_mask`: the mixin's rule (a token is labelled when its character span overlaps a
+        `{% generation %}` span, shifted past the placeholders expanded before it), with the token loop done as one
+        tensor comparison per batch instead of a Python loop over every token of every sample (it was ~3/4 of the
+        collator's time). Same masks, same types."""
+        import bisect
+
+        import torch
+
+        offsets = processed_dict.pop("offset_mapping")
+        input_ids = processed_dict["input_ids"]
+        replacements = processed_dict.pop("text_replacement_offsets", None) or [[]] * len(input_ids)
+        rows, starts, ends = [], [], []
+        for i, spans in enumerate(generation_indices):
+            placeholder_ends = [r["span"][1] for r in replacements[i]]
+            gained = [0] + [r["new_span"][1] - r["span"][1] for r in replacements[i]]
+            for span in spans:
+                start, end = (c + gained[bisect.bisect_right(placeholder_ends, c)] for c in span)
+                rows.append(i)
+                starts.append(start)
+                ends.append(end)
+        as_tensor = torch.is_tensor(input_ids)
+        lengths = [len(ids) for ids in input_ids]
+        width = max(lengths, default=0)
+        if torch.is_tensor(offsets):
+            token_spans = offsets.long()
+        else:  # lists (no return_tensors), maybe ragged: padded with (0, 0), which overlaps no span
+            token_spans = torch.zeros(len(input_ids), width, 2, dtype=torch.long)
+            for i, row in enumerate(offsets):
+                token_spans[i, : lengths[i]] = torch.as_tensor(row, dtype=torch.long).reshape(-1, 2)
+        masks = torch.zeros(len(input_ids), width, dtype=torch.long)
+        if rows:
+            index = torch.tensor(rows)
+            tok = token_spans[index]  # [spans, width, 2]
+            hit = (tok[..., 0] < torch.tensor(ends)[:, None]) & (tok[..., 1] > torch.tensor(starts)[:, None])
+            masks.index_add_(0, index, hit.long()).clamp_(max=1)
+        processed_dict["assistant_masks"] = masks if as_tensor else [m[:n].tolist() for m, n in zip(masks, lengths)]
+        return processed_dict
+
     def _get_num_multimodal_tokens(self, image_sizes=None, audio_lengths=None, **kwargs) -> MultiModalData:
         r"""
         Placeholder tokens each item expands to, for serving engines (vLLM) that size a request before processing it.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
+import importlib.machinery
 import logging
 import sys
 
@@ -102,6 +103,7 @@ def _register() -> None:
 
 
 def _half_initialised_openmind_module(except_name: str) -> bool:
+    # `__spec__._initializing` is what the import system itself sets while a module's code runs (importlib._bootstrap).
     for name, module in list(sys.modules.items()):
         if name.startswith("openmind_hf.") and name != except_name:
             if getattr(getattr(module, "__spec__", None), "_initializing", False):
@@ -115,6 +117,13 @@ def _after_import(name: str) -> None:
     register_auto_classes()
 
 
+_PER_MODULE_LOADERS = (
+    importlib.machinery.SourceFileLoader,
+    importlib.machinery.SourcelessFileLoader,
+    importlib.machinery.ExtensionFileLoader,
+)
+
+
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself: it asks the finders after it, and makes the loader of `transformers`, of `openmind_hf`
     modules and of the noisy packages' modules run [`_after_import`] (or the quiet import) around the module's code."""
@@ -126,7 +135,8 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
             return None
         spec = self._find_with_the_others(fullname, path, target)
         loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module") or "exec_module" in vars(loader):
+        # Only per-module file loaders (a zipimporter, say, is shared by many modules); never wrap twice.
+        if not isinstance(loader, _PER_MODULE_LOADERS) or "exec_module" in vars(loader):
             return spec
         run_module = loader.exec_module
 

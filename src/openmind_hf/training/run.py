@@ -18,6 +18,7 @@ from transformers import set_seed
 
 from ..data.policy import SkipReport
 from .arguments import DataArguments, ModelArguments
+from .distributed import check_distributed_launch, honour_zero3_init_flag
 from .model_setup import trainable_summary
 from .plots import save_run_loss_curve
 from .summary import RunSummary
@@ -27,12 +28,15 @@ LOG_HISTORY = "log_history.json"
 
 def start_run(training_args) -> SkipReport:
     """
-    Seeds every RNG (before the model is built, so its random init is reproducible) and returns the run's bad-data
+    Refuses a multi-process launch that would silently not be distributed (`distributed.check_distributed_launch`),
+    seeds every RNG (before the model is built, so its random init is reproducible) and returns the run's bad-data
     report, which writes its records under `output_dir/skips/` on the main process.
 
     Args:
         training_args (`transformers.TrainingArguments`): the stage's TRL config.
     """
+    check_distributed_launch(training_args)
+    honour_zero3_init_flag(training_args)
     set_seed(training_args.seed)
     return SkipReport(run_dir=training_args.output_dir if training_args.should_save else None)
 

@@ -51,9 +51,13 @@ def unwrap_openmind(model):
 class LossHistoryCallback(TrainerCallback):
     """Writes `{"step", "loss", "learning_rate"}` per optimizer step to `output_dir/loss_history.jsonl` (main process).
 
-    The loss is the exact sum of the micro-batch losses `training_step` returned (what `Trainer` logs, unrounded).
-    On resume, entries after the resumed step (written by the interrupted run) are dropped first, so the file always
-    reads as one uninterrupted run.
+        The loss is the exact sum of the micro-batch losses `training_step` returned, averaged over the processes (what
+    `Trainer` logs, unrounded): each process's loss is its labelled tokens' summed cross-entropy over the GLOBAL count
+    of labelled tokens, times the number of processes (transformers' `average_tokens_across_devices`, which DDP /
+    ZeRO's gradient averaging undoes), so the mean over processes is the loss of the whole global batch, the same
+    number one process would log for it.
+        On resume, entries after the resumed step (written by the interrupted run) are dropped first, so the file always
+        reads as one uninterrupted run.
     """
 
     def __init__(self, trainer):
@@ -77,12 +81,17 @@ class LossHistoryCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         losses = self.trainer._openmind_micro_losses
         self.trainer._openmind_micro_losses = []
-        if not state.is_world_process_zero or not losses:
+        if not losses:
+            return
+        step_loss = torch.stack(losses).sum()
+        if self.trainer.accelerator.num_processes > 1:  # every process reaches here: a collective is safe
+            step_loss = self.trainer.accelerator.reduce(step_loss.to(self.trainer.accelerator.device), "mean").cpu()
+        if not state.is_world_process_zero:
             return
         lrs = [group["lr"] for group in self.trainer.optimizer.param_groups] if self.trainer.optimizer else []
         record = {
             "step": state.global_step,
-            "loss": float(torch.stack(losses).sum()),
+            "loss": float(step_loss),
             "learning_rate": lrs[:1] and lrs[0],
         }
         with open(self._path(args), "a", encoding="utf-8") as f:
@@ -121,7 +130,16 @@ class OpenMindTrainerMixin(CheckpointHooks):
         if resolved is not None:
             logger.info("Resuming from %s", resolved)
         self.openmind_resumed_from = resolved
-        return super().train(resolved, *args, **kwargs)
+        output = super().train(resolved, *args, **kwargs)
+        if self.is_deepspeed_enabled:
+            # The Trainer registered transformers' global DeepSpeed config, which makes every later `from_config` /
+            # `from_pretrained` in this process build under `zero.Init`: a model built on one rank only (the model
+            # card's parameter count, checks on rank 0) would then wait in collectives the other ranks never join.
+            # The engine and its consolidated save use their own config.
+            from transformers.integrations import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+        return output
 
     def create_model_card(self, *args, **kwargs):
         """Does nothing: TRL writes its generic README ("fine-tuned version of [None]") at every checkpoint save;

@@ -214,6 +214,42 @@ def test_vllm_greedy_tokens_and_logprobs_match_transformers(checkpoint):
               f"{max(abs(a - b) for a, b in zip(logprobs, hf_logprobs)):.2e}")  # fmt: skip
 
 
+# Run in a fresh interpreter where importing OpenMind fails, as it does for a user who has only transformers: the
+# checkpoint's own code must still load and answer greedily. (transformers itself probes soundfile/av, so the media
+# libraries cannot be blocked the same way; their imports sit inside the functions that decode media.)
+_STANDALONE = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "openmind_hf":
+            raise ImportError(f"blocked for this test: {name}")
+sys.meta_path.insert(0, Block())
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+path, prompt = sys.argv[1], sys.argv[2]
+model = AutoModelForImageTextToText.from_pretrained(path, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+inputs = processor(text=[prompt], return_tensors="pt")
+out = model.generate(**inputs, max_new_tokens=32, do_sample=False)
+print(processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+"""
+
+
+def test_remote_code_runs_without_openmind(checkpoint):
+    """The files a checkpoint carries load and generate on vLLM's transformers (5.16.1-5.19) without OpenMind."""
+    import transformers
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(checkpoint, trust_remote_code=True)
+    _, blocks, thinking, answer = CHATS[0]
+    prompt = prompt_text(processor, blocks, thinking)
+    done = subprocess.run(
+        [sys.executable, "-c", _STANDALONE, checkpoint, prompt], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1] == answer, (transformers.__version__, done.stdout[-2000:])
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

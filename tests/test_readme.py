@@ -371,6 +371,7 @@ def test_readme_bash_commands_run_and_do_what_they_say(tmp_path):
             command = key(argv)
             if command in COVERED_ELSEWHERE:
                 continue
+            start = time.time()
             if argv[0] == "export":  # e.g. the API key: evaluated by bash, kept for the commands after it
                 name = argv[1].split("=", 1)[0]
                 line = next(ln for ln in README.read_text().splitlines() if ln.startswith(f"export {name}="))
@@ -387,9 +388,10 @@ def test_readme_bash_commands_run_and_do_what_they_say(tmp_path):
                 rc, output = runner.run([*argv, *SPEED_FLAGS.get(command, [])], clone / f"command-{i}.log")
                 assert rc == 0, f"README command {command!r} exited with {rc}\n{output[-3000:]}"
                 CHECKS[command](clone, output)
-            ran.append(command)
+            ran.append((round(time.time() - start, 1), command))
     finally:
         runner.close()
+    print("\n".join(f"{seconds:6.1f} s  {command}" for seconds, command in ran))  # shown with -s: where time goes
     assert len(ran) >= len(CHECKS)
 
 

@@ -31,6 +31,7 @@ def free_port() -> int:
 
 def child_env(tmp_path: Path, **extra: str) -> dict:
     env = dict(os.environ)
+    env.pop("ACCELERATE_USE_CPU", None)  # set per launch: DDP on CPU needs it, DeepSpeed must not see it
     env.update(
         OMP_NUM_THREADS="1",
         HF_HOME=str(tmp_path / "hf_home"),
@@ -39,7 +40,6 @@ def child_env(tmp_path: Path, **extra: str) -> dict:
         PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), env.get("PYTHONPATH", "")]),
         **extra,
     )
-    env.pop("ACCELERATE_USE_CPU", None)
     return env
 
 

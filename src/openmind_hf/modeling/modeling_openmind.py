@@ -386,29 +386,31 @@ class OpenMindModel(OpenMindPreTrainedModel):
         mask = mask.unsqueeze(-1).to(inputs_embeds.device)
         return inputs_embeds.masked_scatter(mask, features.to(inputs_embeds.device, inputs_embeds.dtype))
 
-    def _idle_towers_pass(self, inputs_embeds: torch.Tensor, vision_idle: bool, audio_idle: bool) -> torch.Tensor:
+    def _idle_tower_pass(self, inputs_embeds: torch.Tensor, slot: str) -> torch.Tensor:
         """
-        In multi-process training, runs every tower this batch does not use on one all-zero input and adds its
-        output times 0 to `inputs_embeds`: the value is unchanged, but every rank then runs the same towers, so
-        ZeRO-3 / FSDP gather the same parameters and DDP / ZeRO reduce the same gradients (zeros from idle towers);
-        a rank whose batch lacks a modality would otherwise skip collectives the others wait in forever. One process
-        (and inference) never runs it.
+        In multi-process training, stands in for a tower call this batch does not make (`slot`: `"image"`, `"video"`
+        or `"audio"`, called where that call would be): runs the tower on one all-zero input and adds its output
+        times 0 to `inputs_embeds`. The value is unchanged, but every rank then makes the same tower calls in the
+        same order, so ZeRO-3 / FSDP gather the same parameters and DDP / ZeRO reduce the same gradients (zeros from
+        idle towers); a rank whose batch lacks a modality would otherwise skip collectives the others wait in. One
+        process (and inference) never runs it.
         """
         if not (self.training and torch.distributed.is_available() and torch.distributed.is_initialized()):
             return inputs_embeds
         if torch.distributed.get_world_size() == 1:
             return inputs_embeds
-        idle = []
-        if vision_idle and self.vision_tower is not None:
+        if slot in ("image", "video"):
+            if self.vision_tower is None or (slot == "video" and self.config.video_token_id is None):
+                return inputs_embeds
             vc = self.config.vision_config
             pixels = inputs_embeds.new_zeros(1, vc.num_channels, vc.image_size, vc.image_size)
-            idle.append(self.get_image_features(pixels, return_dict=True).pooler_output)
-        if audio_idle and self.audio_tower is not None:
+            features = self.get_image_features(pixels, return_dict=True).pooler_output
+        else:
+            if self.audio_tower is None:
+                return inputs_embeds
             mels = inputs_embeds.new_zeros(1, self.config.audio_config.num_mel_bins, self.config.audio_max_mel_frames)
-            idle.append(torch.cat(self.get_audio_features(mels, return_dict=True).pooler_output))
-        for features in idle:
-            inputs_embeds = inputs_embeds + 0.0 * features.sum().to(inputs_embeds.dtype)
-        return inputs_embeds
+            features = torch.cat(self.get_audio_features(mels, return_dict=True).pooler_output)
+        return inputs_embeds + 0.0 * features.sum().to(inputs_embeds.dtype)
 
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
@@ -443,7 +445,11 @@ class OpenMindModel(OpenMindPreTrainedModel):
             image_outputs = self.get_image_features(pixel_values, return_dict=True)
             image_features = image_outputs.pooler_output.flatten(0, 1)  # [N * num_image_tokens, D]
             inputs_embeds = self._merge(input_ids, inputs_embeds, cfg.image_token_id, image_features, "<image>")
-        if pixel_values_videos is not None:
+        else:
+            inputs_embeds = self._idle_tower_pass(inputs_embeds, "image")
+        if pixel_values_videos is None:
+            inputs_embeds = self._idle_tower_pass(inputs_embeds, "video")
+        else:
             if cfg.video_token_id is None:
                 raise ValueError("Videos were given but config.video_token_id is None: set it to the `<video>` id.")
             clips = self.get_video_features(pixel_values_videos, video_num_frames, return_dict=True).pooler_output
@@ -454,9 +460,9 @@ class OpenMindModel(OpenMindPreTrainedModel):
             audio_outputs = self.get_audio_features(input_features, feature_attention_mask, return_dict=True)
             audio_features = torch.cat(audio_outputs.pooler_output)  # [sum of tokens per clip, D]
             inputs_embeds = self._merge(input_ids, inputs_embeds, cfg.audio_token_id, audio_features, "<audio>")
+        else:
+            inputs_embeds = self._idle_tower_pass(inputs_embeds, "audio")
 
-        inputs_embeds = self._idle_towers_pass(inputs_embeds, pixel_values is None and pixel_values_videos is None,
-                                               input_features is None)  # fmt: skip
         if attention_mask is None and position_ids is not None and cache is None:
             # A packed row (position_ids restart per sample, no mask): transformers builds per-sample masks from
             # position_ids only when no KV cache is being built, so never build one here.

@@ -61,8 +61,10 @@ def _cause(engine: str | None) -> str:
             f"falls back). Fix: on GPUs, drop `use_cpu` from the config; on CPU use {CPU_CONFIGS}."
         )
     return (
-        "Fix: launch with a distributed config: on GPUs recipes/accelerate_configs/multi_gpu.yaml, on CPU "
-        f"{CPU_CONFIGS} (`accelerate launch --cpu --num_processes N` alone is not distributed either)."
+        "Fix: launch with a distributed config: on GPUs recipes/accelerate_configs/multi_gpu.yaml; on CPU "
+        f"{CPU_CONFIGS}, with ACCELERATE_USE_CPU=1 in the environment for DDP (or `--use_cpu true` to the recipe): "
+        "a config's `use_cpu: true` does not reach the processes `accelerate launch` starts, and "
+        "`accelerate launch --cpu --num_processes N` starts one process."
     )
 
 
@@ -105,23 +107,25 @@ def honour_zero3_init_flag(training_args) -> None:
 
 
 # The FSDP2 units of `recipes/accelerate_configs/fsdp2.yaml` (`fsdp_transformer_layer_cls_to_wrap`): every decoder
-# layer and every tower layer; `fsdp2_units` adds each tower and projector as a unit of its own, the root takes the
-# rest (embeddings, tied LM head, final norm).
+# layer and every tower layer; `fsdp2_units` adds each projector as a unit of its own, and the root takes the rest
+# (embeddings, the towers' patch / conv stems and final norms, tied LM head). The towers themselves are NOT units:
+# `fully_shard` on a tower (a `PreTrainedModel`) stops transformers' output capture, and the tower returns
+# `hidden_states=None`, which the projector reads (measured: torch 2.13, transformers 5.24).
 FSDP2_LAYER_CLASSES = ("Qwen2DecoderLayer", "CLIPEncoderLayer", "SiglipEncoderLayer", "WhisperEncoderLayer")
-FSDP2_MODULE_UNITS = ("vision_tower", "audio_tower", "multi_modal_projector", "audio_projector")
+FSDP2_MODULE_UNITS = ("multi_modal_projector", "audio_projector")
 
 
 def fsdp2_units(model) -> list:
     """
-    The submodules `fully_shard` wraps, innermost first (layers, then towers and projectors; the root goes last).
+    The submodules `fully_shard` wraps, innermost first (decoder and tower layers, then projectors; the root last).
 
     Args:
         model (`OpenMindForConditionalGeneration`): the model (unwrapped).
     """
     layers = [m for m in model.modules() if type(m).__name__ in FSDP2_LAYER_CLASSES]
     inner = getattr(model, "model", model)
-    towers = [getattr(inner, name) for name in FSDP2_MODULE_UNITS if getattr(inner, name, None) is not None]
-    return layers + towers
+    projectors = [getattr(inner, name) for name in FSDP2_MODULE_UNITS if getattr(inner, name, None) is not None]
+    return layers + projectors
 
 
 def apply_fsdp2(model, **fully_shard_kwargs):

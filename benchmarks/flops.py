@@ -191,4 +191,32 @@ def matmul_peak(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5, dtype=t
     return {"flops_per_s": max(best.values()), "by_size": {str(k): v for k, v in best.items()}, "dtype": str(dtype)}
 
 
-__all__ = ["UsefulFlops", "StepFlops", "count_flops", "matmul_peak"]
+def memory_bandwidth(sizes_mib: tuple[int, ...] = (64, 1024), repeats: int = 5) -> dict:
+    """The machine's memory bandwidth at the current thread count, from a plain large-array copy (`dst.copy_(src)`:
+    every byte read once and written once, so 2 x size bytes move) and a read-only pass (`src.sum()`), best of
+    `repeats`. Two sizes: 64 MiB is the order of a small model's decode working set (weights + KV cache) and may be
+    served from the last-level cache; 1 GiB is far beyond any cache (DRAM). Bytes per second."""
+    by_size = {}
+    for mib in sizes_mib:
+        src = torch.ones(mib * 2**20 // 4, dtype=torch.float32)
+        dst = torch.empty_like(src)
+        dst.copy_(src)  # warm-up: both arrays' pages are mapped before timing
+        copy_times, read_times = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            dst.copy_(src)
+            copy_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            src.sum()
+            read_times.append(time.perf_counter() - start)
+        by_size[str(mib)] = {
+            "copy_bytes_per_s": 2 * src.nbytes / min(copy_times),
+            "read_bytes_per_s": src.nbytes / min(read_times),
+        }
+        del src, dst
+    largest = by_size[str(max(sizes_mib))]
+    return {"copy_bytes_per_s": largest["copy_bytes_per_s"], "read_bytes_per_s": largest["read_bytes_per_s"],
+            "by_size_mib": by_size}  # fmt: skip
+
+
+__all__ = ["UsefulFlops", "StepFlops", "count_flops", "matmul_peak", "memory_bandwidth"]

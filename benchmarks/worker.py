@@ -137,7 +137,7 @@ def _sft_args(args, output_dir: str, side: str):
         save_strategy="no",
         report_to=[],
         use_cpu=True,
-        bf16=False,
+        bf16=args.bf16,  # CPU autocast to bfloat16 (oneDNN's AVX512-BF16 / AMX kernels); fp32 master weights
         fp16=False,
         seed=0,
         data_seed=0,
@@ -147,6 +147,10 @@ def _sft_args(args, output_dir: str, side: str):
         max_length=None,  # never cut a sample: both sides train on exactly the same tokens
         assistant_only_loss=True,
     )
+    if side == "baseline" and args.tuned:
+        # TRL at its best on image data: packing, padding_free and pad_to_multiple_of are refused for vision datasets
+        # (TRL 1.16 raises), Liger's kernels are Triton (GPU only): what applies on CPU is compiling the model.
+        common.update(torch_compile=True)
     if side == "openmind":
         # Our collator renders, labels (assistant-only, from the same {% generation %} markers) and packs.
         common.update(remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True})
@@ -277,22 +281,62 @@ def _prompt(processor, dataset):
     )
 
 
-def generation_kwargs(side: str, max_new_tokens: int, fast: bool, device="cpu", pad_token_id: int = 0) -> dict:
+def generation_kwargs(max_new_tokens: int, fast: bool, device="cpu", pad_token_id: int = 0) -> dict:
     """Greedy, exactly `max_new_tokens` tokens: end-of-sequence is switched off (a random model may emit it at any
     point), rather than forced away by `min_new_tokens`, whose processor scans the whole vocabulary every step and
-    would add the same per-token cost to both sides. OpenMind's fast path adds `fast_decoding_kwargs`: a static KV
-    cache and a compiled decode step."""
+    would add the same per-token cost to both sides. `fast` adds `fast_decoding_kwargs`: a static KV cache and a
+    compiled decode step (OpenMind's default path, and the "tuned" baseline: transformers' own switches, which
+    `LlavaForConditionalGeneration.generate` takes as well)."""
     from transformers import GenerationConfig
 
     config = GenerationConfig(
         max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None, pad_token_id=pad_token_id
     )
     kwargs = {"generation_config": config}
-    if side == "openmind" and fast:
+    if fast:  # the same transformers settings on both sides (the baseline's "tuned" column)
         from openmind_hf.modeling.generation_openmind import fast_decoding_kwargs
 
         kwargs.update(fast_decoding_kwargs(device))
     return kwargs
+
+
+def decode_bytes(model, batch: int, context: float) -> dict:
+    """Bytes one decode step must read at least (fp32 or whatever the weights hold): every weight of the LM body and
+    head once per step (shared by the `batch` rows), one embedding row per row, and each row's live KV cache
+    (`context` positions on average). The embedding table itself is not read: a lookup touches one row."""
+    lm = model.model.language_model
+    embed = lm.get_input_embeddings().weight
+    body = sum(p.numel() * p.element_size() for p in lm.parameters() if p is not embed)
+    head = sum(p.numel() * p.element_size() for p in model.lm_head.parameters())
+    text = model.config.get_text_config()
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    kv_per_position = 2 * text.num_hidden_layers * text.num_key_value_heads * head_dim * embed.element_size()
+    kv = batch * context * kv_per_position
+    rows = batch * embed.shape[1] * embed.element_size()
+    return {"lm_body_weights": body, "lm_head_weights": head, "embedding_rows": rows, "kv_cache": kv,
+            "per_step": body + head + rows + kv, "batch": batch}  # fmt: skip
+
+
+def _time_compiled_steps(model, sink: list):
+    """Wraps transformers' compiled decode step (`get_compiled_call`) so each one-token call's wall time lands in
+    `sink`: on CPU every kernel is synchronous, so this is the compiled step's whole cost; the rest of the per-token
+    time is `generate()`'s own loop (inputs preparation, logits processors, stopping checks, concatenation)."""
+    original = model.get_compiled_call
+
+    def get_compiled_call(compile_config):
+        compiled = original(compile_config)
+
+        def call(**kwargs):
+            start = time.perf_counter()
+            out = compiled(**kwargs)
+            ids = kwargs.get("input_ids")
+            if ids is not None and ids.shape[-1] == 1:
+                sink.append(time.perf_counter() - start)
+            return out
+
+        return call
+
+    model.get_compiled_call = get_compiled_call
 
 
 def run_generate(args) -> dict:
@@ -305,14 +349,20 @@ def run_generate(args) -> dict:
     model, processor = load_side(args.side, args.workdir)
     model.eval()
     inputs = _prompt(processor, dataset)
+    if args.gen_batch > 1:  # the same prompt on every row: no padding, every row decodes the same length
+        inputs = {k: v.repeat(args.gen_batch, *[1] * (v.dim() - 1)) if torch.is_tensor(v) else v
+                  for k, v in inputs.items()}  # fmt: skip
     pad_id = processor.tokenizer.pad_token_id
     n = args.new_tokens
-    fast = not args.no_fast_decode
+    fast = (args.side == "openmind" and not args.no_fast_decode) or (args.side == "baseline" and args.tuned)
+    step_seconds: list[float] = []
+    if fast:
+        _time_compiled_steps(model, step_seconds)
 
     def timed(tokens: int) -> tuple[float, torch.Tensor]:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(**inputs, **generation_kwargs(args.side, tokens, fast, model.device, pad_id))
+            out = model.generate(**inputs, **generation_kwargs(tokens, fast, model.device, pad_id))
         return time.perf_counter() - start, out
 
     warm_start = time.perf_counter()
@@ -320,26 +370,37 @@ def run_generate(args) -> dict:
         timed(1)
         _, out = timed(n)
     warmup_seconds = time.perf_counter() - warm_start
+    step_seconds.clear()
     ttft, full = [], []
     for _ in range(args.gen_repeats):
         ttft.append(timed(1)[0])
         full.append(timed(n)[0])
     ttft_s, full_s = statistics.median(ttft), statistics.median(full)
+    per_step_s = (full_s - ttft_s) / (n - 1)  # one decode step serves every row of the batch
     new_tokens = out[0, inputs["input_ids"].shape[1] :].tolist()
-    return {
-        "prompt_tokens": int(inputs["input_ids"].shape[1]),
+    prompt = int(inputs["input_ids"].shape[1])
+    result = {
+        "prompt_tokens": prompt,
+        "batch": args.gen_batch,
         "new_tokens": n,
         "ttft_s": ttft_s,
         "ttft_samples_s": ttft,
         "generate_s": full_s,
         "generate_samples_s": full,
-        "decode_tokens_per_s": (n - 1) / (full_s - ttft_s),
+        "decode_step_s": per_step_s,
+        "decode_tokens_per_s": args.gen_batch / per_step_s,
         "warmup_s": warmup_seconds,
         "generated_ids": new_tokens,
-        "fast_decode": args.side == "openmind" and fast,
+        "fast_decode": fast,
+        "decode_bytes": decode_bytes(model, args.gen_batch, prompt + n / 2),
         "peak_rss_mib": _rss_mib("VmHWM"),
         "torch_threads": torch.get_num_threads(),
     }
+    if step_seconds:  # where a decode step's time goes: the compiled forward vs generate()'s loop around it
+        compiled = statistics.median(step_seconds)
+        result["compiled_step_s"] = compiled
+        result["generate_loop_s_per_step"] = per_step_s - compiled
+    return result
 
 
 # ------------------------------------------------------------------------------------------------------- collate
@@ -389,12 +450,84 @@ def run_collate(args) -> dict:
 
 
 def run_peak(args) -> dict:
-    from flops import matmul_peak
+    """fp32 matmul peak (the MFU denominator), bf16 matmul peak (what bf16 could buy; AVX512-BF16 / AMX kernels via
+    oneDNN where the CPU has them) and the memory bandwidth (the decode limit)."""
+    import torch
+    from flops import matmul_peak, memory_bandwidth
 
-    return matmul_peak()
+    result = matmul_peak()
+    result["bf16"] = matmul_peak(dtype=torch.bfloat16)
+    result["memory_bandwidth"] = memory_bandwidth()
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    result["cpu_flags"] = sorted({f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f"))})
+    return result
 
 
-TASKS = {"sft": run_sft, "generate": run_generate, "collate": run_collate, "peak": run_peak}
+def run_steps(args) -> dict:
+    """Optimizer steps/s of the demo's SFT stage on the tiny preset (`make demo`'s model, data and settings, the
+    recipe's own `build_trainer`), and the same batches through a bare loop (forward, backward, clip, AdamW step):
+    the difference is the trainer's per-step overhead (data loading + collation, callbacks, logging, bookkeeping)."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from transformers import TrainerCallback
+
+    from openmind_hf import build_tiny_preset
+    from openmind_hf.data.synthetic import write_synthetic_dataset
+    from openmind_hf.training.demo import DEMO_OVERRIDES, DemoConfig, _stage_args
+    from openmind_hf.training.recipe_loader import load_recipe
+
+    work = Path(tempfile.mkdtemp(prefix="bench-steps-"))
+    cfg = DemoConfig(output=str(work))
+    write_synthetic_dataset(work / "data", seed=0, num_train=cfg.batch_size * (args.warmup + args.steps) * 2,
+                            num_test=0)  # fmt: skip
+    build_tiny_preset(work / "init", seed=0, **DEMO_OVERRIDES)
+    stage = _stage_args("sft", str(work / "init"), work / "data" / "instruct_train.jsonl", work / "out", cfg,
+                        args.warmup + args.steps, cfg.sft_lr)  # fmt: skip
+    model_args, data_args, _, training_args = stage
+    ends: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            ends.append(time.perf_counter())
+
+    trainer, _, _ = load_recipe("sft").build_trainer(model_args, data_args, training_args, callbacks=[Clock()])
+    start = time.perf_counter()
+    trainer.train()
+    steps = [b - a for a, b in zip([start, *ends[:-1]], ends)][args.warmup :]
+
+    # The same kind of batches through a bare loop: what the step itself costs.
+    model, loader = trainer.model, trainer.get_train_dataloader()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.sft_lr)
+    batches = [trainer._prepare_inputs(b) for _, b in zip(range(args.warmup + args.steps), loader)]
+    model.train()
+    bare = []
+    for batch in batches:
+        t0 = time.perf_counter()
+        model(**batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bare.append(time.perf_counter() - t0)
+    bare = bare[args.warmup :]
+    step_s, bare_s = statistics.median(steps), statistics.median(bare)
+    return {
+        "batch_size": cfg.batch_size,
+        "trainer_step_s": step_s,
+        "trainer_steps_per_s": 1 / step_s,
+        "bare_step_s": bare_s,
+        "bare_steps_per_s": 1 / bare_s,
+        "overhead_s_per_step": step_s - bare_s,
+        "overhead_share": (step_s - bare_s) / step_s,
+        "trainer_step_seconds": steps,
+        "bare_step_seconds": bare,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+TASKS = {"sft": run_sft, "generate": run_generate, "collate": run_collate, "peak": run_peak, "steps": run_steps}
 
 
 def main(argv=None) -> int:
@@ -409,10 +542,15 @@ def main(argv=None) -> int:
     parser.add_argument("--pack-length", type=int, default=None, help="packed row length (None: one row per batch)")
     parser.add_argument("--no-packing", action="store_true", help="OpenMind side: padded batches instead")
     parser.add_argument("--activation-checkpointing", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="SFT: bf16 autocast (fp32 weights and optimizer)")
     parser.add_argument("--count-executed", action="store_true", help="also count the FLOPs one real step executes")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--gen-repeats", type=int, default=5)
     parser.add_argument("--no-fast-decode", action="store_true", help="OpenMind side: stock generate settings")
+    parser.add_argument(
+        "--tuned", action="store_true", help="baseline side: static cache + compiled decode step (as OpenMind's)"
+    )
+    parser.add_argument("--gen-batch", type=int, default=1, help="rows per generate() call (the same prompt)")
     parser.add_argument("--collate-batches", type=int, default=8)
     args = parser.parse_args(argv)
     _pin_threads(args.threads)

@@ -360,6 +360,7 @@ def test_readme_json_examples_are_records_the_loaders_accept(tmp_path):
             assert pair["chosen"] and pair["rejected"] and (pair["images"] or pair["audios"]), pair
 
 
+@pytest.mark.slow  # 16 commands, torch imported once: ~80 s idle-ish, ~4 min on a busy 2-core box
 @pytest.mark.timeout(900)
 def test_readme_bash_commands_run_and_do_what_they_say(tmp_path):
     clone = make_clone(tmp_path)

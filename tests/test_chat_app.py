@@ -92,7 +92,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def chat(tmp_path_factory):
-    """(page URL, tmp dir): the taught tiny model behind `LocalModelServer`, the page on a free loopback port."""
+    """(page URL, tmp dir, model): the taught tiny model behind `LocalModelServer`, the page on a free loopback
+    port."""
     from openmind_hf import build_tiny_preset
 
     threads = torch.get_num_threads()
@@ -109,7 +110,7 @@ def chat(tmp_path_factory):
     backend = local.start()
     demo = build_chat_app(backend, local.card, max_tokens_cap=64, temperature=0.0)
     _, url = launch_chat_app(demo, port=free_port(), block=False)
-    yield url, tmp
+    yield url, tmp, model
     demo.close()
     local.stop()
     torch.set_num_threads(threads)
@@ -120,10 +121,10 @@ def client(chat):
     return gradio_client.Client(chat[0], verbose=False)
 
 
-def send(client, text, files=(), thinking=False, max_tokens=48, budget=0):
+def send(client, text, files=(), thinking=False, max_tokens=48, budget=0, hear=True, silence=False):
     """Submits one message; returns (every streamed output, the final chatbot messages, the status line)."""
     message = {"text": text, "files": [gradio_client.handle_file(str(f)) for f in files]}
-    job = client.submit(message, thinking, budget, 0.0, max_tokens, api_name="/send")
+    job = client.submit(message, thinking, budget, 0.0, max_tokens, hear, silence, api_name="/send")
     shown, _, status = job.result(timeout=120)
     return job.outputs(), shown, status
 
@@ -196,7 +197,7 @@ def test_corrupt_image_shows_an_error_and_the_next_request_works(client, chat):
     _, shown, status = send(client, IMAGE_QUESTION, [red_png(chat[1] / "again.png")])
     assert status == "Done." and last_turn(shown) == (None, "red", None)
     # Retry re-sends the last message and replaces its answer.
-    shown, status = client.predict(False, 0, 0.0, 48, api_name="/retry")
+    shown, status = client.predict(False, 0, 0.0, 48, True, False, api_name="/retry")
     assert status == "Done." and last_turn(shown) == (None, "red", None)
     assert sum("again.png" in str(m["content"]) for m in shown) == 1
 
@@ -207,13 +208,61 @@ def test_a_crafted_request_cannot_make_the_page_read_other_files(chat, tmp_path)
     secret = tmp_path / "secret.png"
     red_png(secret)
     url = chat[0]
-    payload = {
-        "data": [{"text": "x", "files": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}]}, False, 0, 0, 8]
-    }
-    event = httpx.post(url + "gradio_api/call/send", json=payload).json()["event_id"]
-    answer = httpx.get(url + f"gradio_api/call/send/{event}", timeout=60).text
-    assert "event: error" in answer and "not uploaded by a user" in answer, answer
+    message = {"text": "x", "files": [{"path": str(secret), "meta": {"_type": "gradio.FileData"}}]}
+    for endpoint, data in (("send", [message, False, 0, 0, 8, True, False]), ("probe", [message])):
+        event = httpx.post(url + f"gradio_api/call/{endpoint}", json={"data": data}).json()["event_id"]
+        answer = httpx.get(url + f"gradio_api/call/{endpoint}/{event}", timeout=60).text
+        assert "event: error" in answer and "not uploaded by a user" in answer, (endpoint, answer)
     assert httpx.get(url + f"gradio_api/file={secret}").status_code == 403
+
+
+def red_video(path: Path, sound: bool) -> Path:
+    """A 1 s, 4 fps red MP4 (PyAV), with a 440 Hz AAC tone when `sound` (the tiny model hears at most 2 s)."""
+    from openmind_hf.data.synthetic import write_video
+
+    tone = (np.sin(2 * np.pi * 440 * np.arange(AUDIO_RATE) / AUDIO_RATE) * 0.3).astype(np.float32)
+    write_video(path, [np.full((32, 32, 3), RED, dtype=np.uint8)] * 4, fps=4, audio=tone if sound else None)
+    return path
+
+
+@pytest.fixture
+def tower_calls(chat):
+    """Counts forward passes of the model's vision and audio towers while a test runs."""
+    model, calls, hooks = chat[2], {"vision": 0, "audio": 0}, []
+    for tower in calls:
+
+        def count(*_, tower=tower):
+            calls[tower] += 1
+
+        hooks.append(model.get_submodule(f"model.{tower}_tower").register_forward_hook(count))
+    yield calls
+    for hook in hooks:
+        hook.remove()
+
+
+def test_a_video_is_heard_when_asked(client, chat, tower_calls):
+    tone, silent = red_video(chat[1] / "tone.mp4", True), red_video(chat[1] / "silent.mp4", False)
+
+    def probe(path):  # what attaching the file does to the "hear" box: (its value, the status line)
+        return client.predict({"text": "", "files": [gradio_client.handle_file(str(path))]}, api_name="/probe")
+
+    assert probe(tone)[0] is True and probe(silent)[0] is False, "the hear box follows the file's audio stream"
+    for hear, heard in ((True, 1), (False, 0)):  # each on a cleared page: one video per request
+        client.predict(api_name="/clear")
+        before = dict(tower_calls)
+        _, shown, status = send(client, IMAGE_QUESTION, [tone], max_tokens=4, hear=hear)
+        assert status == "Done.", status
+        assert (tower_calls["vision"] - before["vision"], tower_calls["audio"] - before["audio"]) == (1, heard)
+
+    client.predict(api_name="/clear")
+    _, shown, status = send(client, IMAGE_QUESTION, [silent], max_tokens=4)
+    _, answer, error = last_turn(shown)
+    assert status.startswith("Error:") and answer is None, status
+    assert "has no audio track" in error and "silent.mp4" in error and "untick" in error, error
+    # the failed turn is not re-sent; with silence allowed, the silent video is heard (as silence)
+    before = dict(tower_calls)
+    _, shown, status = send(client, IMAGE_QUESTION, [silent], max_tokens=4, silence=True)
+    assert status == "Done." and tower_calls == {"vision": before["vision"] + 1, "audio": before["audio"] + 1}
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -272,7 +321,7 @@ def requested_hosts(driver) -> set[str]:
 def test_in_a_real_browser(chat, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    url, tmp = chat
+    url, tmp, _ = chat
     browser.get(url)
     box = wait_for(lambda: browser.find_element(By.ID, "chat-input"), "the page to load")
     assert "openmind-tiny" in browser.find_element(By.ID, "model-card").text

@@ -7,6 +7,7 @@ The end-to-end test runs both commands as subprocesses on 127.0.0.1: `openmind s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from openmind_hf.chat.commands import parse_auth
-from openmind_hf.chat.uploads import UploadError, UploadLimits, media_parts, read_upload
+from openmind_hf.chat.uploads import UploadError, UploadLimits, VideoOptions, media_parts, read_upload
 from openmind_hf.cli import build_parser
 
 KEY = "chat-cli-key"
@@ -87,17 +88,49 @@ def write_video(path: Path, frames: int = 12, size=(32, 24)) -> Path:
 def test_a_video_is_sent_as_evenly_spaced_frames(tmp_path):
     from openmind_hf.serving.media import MediaLimits, decode_image, split_data_uri
 
-    video = write_video(tmp_path / "clip.mp4")
-    parts = media_parts(str(video), str(tmp_path), UploadLimits(video_frames=3))
+    video, frames = write_video(tmp_path / "clip.mp4"), VideoOptions(as_frames=True)
+    parts = media_parts(str(video), str(tmp_path), UploadLimits(video_frames=3), frames)
     assert [p["type"] for p in parts] == ["image_url"] * 3
     images = [decode_image(split_data_uri(p["image_url"]["url"], "frame")[1], MediaLimits(10**6, 30)) for p in parts]
     brightness = [images[i].convert("L").getpixel((0, 0)) for i in range(3)]
     assert images[0].size == (32, 24) and brightness == sorted(brightness) and brightness[-1] > brightness[0] + 100
     with pytest.raises(UploadError, match="the limits are 100 pixels per frame"):
-        media_parts(str(video), str(tmp_path), UploadLimits(max_video_pixels=100))
+        media_parts(str(video), str(tmp_path), UploadLimits(max_video_pixels=100), frames)
     (tmp_path / "broken.mp4").write_bytes(b"\0" * 100)
     with pytest.raises(UploadError, match="broken.mp4 could not be read as a video"):
-        media_parts(str(tmp_path / "broken.mp4"), str(tmp_path), UploadLimits())
+        media_parts(str(tmp_path / "broken.mp4"), str(tmp_path), UploadLimits(), frames)
+
+
+def test_a_video_is_sent_whole_as_video_url_and_heard_when_asked(tmp_path):
+    import numpy as np
+
+    from openmind_hf.data.synthetic import write_video as write_video_with_sound
+    from openmind_hf.serving.media import MediaLimits, decode_video, split_data_uri
+
+    frames = [np.full((32, 32, 3), 200, dtype=np.uint8)] * 4
+    sound = tmp_path / "tone.mp4"
+    write_video_with_sound(sound, frames, fps=4, audio=np.sin(np.arange(16000) * 0.2).astype(np.float32) * 0.3)
+    (part,) = media_parts(str(sound), str(tmp_path), UploadLimits())
+    assert (
+        part["type"] == "video_url" and part["video_url"]["audio"] is True and "missing_audio" not in part["video_url"]
+    )
+    mime, data = split_data_uri(part["video_url"]["url"], "video")
+    assert mime == "video/mp4" and data == sound.read_bytes(), "the file is sent whole, not re-encoded"
+    clip = decode_video(data, MediaLimits(10**6, 30), num_frames=2, hear=True)  # what the server will do with it
+    assert len(clip.frames) == 2 and abs(len(clip.audio) - 16000) < 1600 and np.abs(clip.audio).max() > 0.1
+
+    silent = write_video(tmp_path / "silent.mp4")
+    (part,) = media_parts(str(silent), str(tmp_path), UploadLimits(), VideoOptions(silence_if_mute=True))
+    assert part["video_url"]["audio"] is True and part["video_url"]["missing_audio"] == "silence"
+    (part,) = media_parts(str(silent), str(tmp_path), UploadLimits(), VideoOptions(hear=False))
+    assert part["video_url"]["audio"] is False and "missing_audio" not in part["video_url"]
+    with pytest.raises(UploadError, match=r"silent.mp4 is 32x24 pixels and 2.0 s; the limits are 100 pixels"):
+        media_parts(str(silent), str(tmp_path), UploadLimits(max_video_pixels=100))
+    with pytest.raises(UploadError, match=r"the limits are .* and 1 s"):
+        media_parts(str(silent), str(tmp_path), UploadLimits(max_video_seconds=1.0))
+    shutil.copyfile(silent, tmp_path / "clip.avi")  # FFmpeg demuxers the server does not open are not sent
+    with pytest.raises(UploadError, match=r"clip.avi: .avi videos are not sent to the model; convert it to mp4"):
+        media_parts(str(tmp_path / "clip.avi"), str(tmp_path), UploadLimits())
 
 
 def free_port() -> int:
@@ -152,9 +185,10 @@ def test_chat_in_front_of_openmind_serve(tiny_checkpoint):
         )  # fmt: skip
         url = f"http://127.0.0.1:{chat_port}/"
         wait_until(chat, lambda: httpx.get(url).status_code == 200, "the chat page")
+        assert "videos as video_url" in "".join(chat.lines), "an OpenMind endpoint was not recognised"
         assert httpx.get(url + "config").status_code == 401, "the page's API answered without logging in"
         client = gradio_client.Client(url, auth=("alice", "wonderland"), verbose=False)
-        job = client.submit({"text": "Hello!", "files": []}, False, 0, 1.0, 12, api_name="/send")
+        job = client.submit({"text": "Hello!", "files": []}, False, 0, 1.0, 12, True, False, api_name="/send")
         shown, status = job.result(timeout=120)[0], job.result()[2]
         assert status == "Done.", status
         assert shown[-1]["role"] == "assistant" and shown[-1]["metadata"] is None, shown

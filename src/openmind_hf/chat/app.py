@@ -1,6 +1,12 @@
 """The Gradio page: a multimodal input (image, audio file, microphone, video), streamed answers with the reasoning
 in its own collapsible "Thinking" block, a thinking switch and budget, temperature, max tokens, retry and clear.
 
+A video goes to the server as a `video_url` part and, with "Hear the video's sound" ticked, is heard too (frames then
+its audio, as in training). Attaching a video sets that box from the file itself (`probe_video`: on when it has an
+audio stream). A silent video that is to be heard gets the server's error, unless "Silence when a video has no
+sound" is ticked. Against servers that take no `video_url` (`video_as="frames"`: vLLM, OpenAI), a video goes as
+a few PNG frames and both boxes are hidden: its sound cannot be heard there.
+
     backend = ChatBackend("http://127.0.0.1:8000/v1", api_key="...")
     demo = build_chat_app(backend, ModelCard(backend.model))
     launch_chat_app(demo, port=7860)
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backend import ChatBackend, ChatBackendError, ModelCard
-from .uploads import UploadError, UploadLimits, media_parts
+from .uploads import VIDEO_TYPES, UploadError, UploadLimits, VideoOptions, media_parts, read_upload, video_header
 
 # Nothing may leave the machine: no usage analytics, version checks or Hub telemetry from Gradio.
 QUIET_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "GRADIO_SSR_MODE": "False"}
@@ -25,6 +31,7 @@ SANS = ["ui-sans-serif", "system-ui", "sans-serif"]
 MONO = ["ui-monospace", "monospace"]
 THINKING_TITLE = "Thinking"
 ERROR_PREFIX = "⚠️ Error: "  # a plain message, not a collapsible block: an error must be seen without a click
+HEAR_LABEL, SILENCE_LABEL = "Hear the video's sound", "Silence when a video has no sound (instead of an error)"
 
 
 def _gradio():
@@ -37,12 +44,14 @@ def _gradio():
 
 @dataclass(frozen=True)
 class GenerationControls:
-    """The page's generation settings for one request."""
+    """The page's settings for one request."""
 
     thinking: bool
     thinking_budget: int  # 0 = no limit
     temperature: float
     max_tokens: int
+    hear_video: bool = True
+    video_silence: bool = False
 
 
 def api_messages(turns: list[dict]) -> list[dict]:
@@ -84,10 +93,34 @@ class ChatSession:
         backend (`ChatBackend`): where requests go.
         upload_root (`str`): Gradio's upload folder; no other file is ever read.
         limits (`UploadLimits`): per-upload limits checked before reading.
+        video_as (`str`, *optional*, defaults to `"video_url"`): `"video_url"` (heard when asked) or `"frames"`.
     """
 
-    def __init__(self, backend: ChatBackend, upload_root: str, limits: UploadLimits):
-        self.backend, self.upload_root, self.limits = backend, upload_root, limits
+    def __init__(self, backend: ChatBackend, upload_root: str, limits: UploadLimits, video_as: str = "video_url"):
+        if video_as not in ("video_url", "frames"):
+            raise ValueError(f"video_as must be 'video_url' or 'frames', not {video_as!r}.")
+        self.backend, self.upload_root, self.limits, self.video_as = backend, upload_root, limits, video_as
+
+    def probe_videos(self, message: dict | None, probed: list[str]):
+        """On a change of the input box: `(hear, probed, status)`. When the attached videos changed, `hear` is
+        whether they all have an audio stream and `status` says so; otherwise both are `None` (leave the page's
+        value, which the user may have changed)."""
+        files = [f if isinstance(f, str) else f["path"] for f in (message or {}).get("files") or []]
+        videos = sorted(f for f in files if Path(f).suffix.lower() in VIDEO_TYPES)
+        if videos == probed or not videos:
+            return None, videos, None
+        silent = []
+        for path in videos:
+            try:
+                data, name = read_upload(path, self.upload_root, self.limits)
+                if not video_header(data, name, self.limits).has_audio:
+                    silent.append(name)
+            except UploadError as err:
+                return None, videos, f"Error: {err}"
+        if silent:
+            note = f"{', '.join(silent)} has no audio track: sent without sound (tick “{HEAR_LABEL}” to hear it)."
+            return False, videos, note
+        return True, videos, "The video's sound will be heard."
 
     def send(self, message: dict | None, turns: list[dict], *controls):
         text = ((message or {}).get("text") or "").strip()
@@ -110,8 +143,9 @@ class ChatSession:
     def _answer(self, turns: list[dict], text: str, files: list[str], controls: GenerationControls):
         turn = {"text": text, "files": files, "parts": [], "reasoning": "", "answer": "", "error": None}
         turns = [*turns, turn]
+        video = VideoOptions(self.video_as == "frames", controls.hear_video, controls.video_silence)
         try:
-            turn["parts"] = [part for path in files for part in media_parts(path, self.upload_root, self.limits)]
+            turn["parts"] = [p for path in files for p in media_parts(path, self.upload_root, self.limits, video)]
         except UploadError as err:
             turn["error"] = str(err)
             yield render(turns), turns, None, f"Error: {err}"
@@ -134,6 +168,8 @@ class ChatSession:
             # The server numbers media per request ("messages[2] image 0"); the page's user knows file names.
             names = ", ".join(Path(path).name for path in files)
             turn["error"] = f"{err} (files sent with this message: {names})" if names else str(err)
+            if "has no audio track" in str(err):  # the server's advice names API fields; the page has boxes
+                turn["error"] += f" On this page: untick “{HEAR_LABEL}”, or tick “{SILENCE_LABEL}”."
             yield render(turns), turns, None, f"Error: {turn['error']}"
             return
         yield render(turns), turns, None, "Done."
@@ -150,6 +186,7 @@ def build_chat_app(
     max_tokens_cap: int = 1024,
     title: str = "OpenMind chat",
     temperature: float = 0.7,
+    video_as: str = "video_url",
 ):
     r"""
     The chat page as a `gr.Blocks` (not launched).
@@ -161,12 +198,15 @@ def build_chat_app(
         max_tokens_cap (`int`, *optional*, defaults to 1024): the max-tokens slider's upper end.
         title (`str`, *optional*): the page title.
         temperature (`float`, *optional*, defaults to 0.7): the temperature slider's starting value.
+        video_as (`str`, *optional*, defaults to `"video_url"`): how videos are sent: `"video_url"` (OpenMind's
+            server: sampled there, and heard when asked) or `"frames"` (PNG frames, for servers without videos).
     """
     gr = _gradio()
     from gradio.utils import get_upload_folder
 
     card = card or ModelCard(backend.model, source=backend.base_url)
-    session = ChatSession(backend, get_upload_folder(), limits or UploadLimits())
+    session = ChatSession(backend, get_upload_folder(), limits or UploadLimits(), video_as)
+    heard = video_as == "video_url"
     with gr.Blocks(title=title, analytics_enabled=False) as demo:
         gr.Markdown(f"## {title}\n{card.markdown()}", elem_id="model-card")
         chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chatbot", buttons=["copy"])
@@ -174,7 +214,8 @@ def build_chat_app(
             file_types=["image", "audio", "video"],
             file_count="multiple",
             sources=["upload", "microphone"],
-            placeholder="Ask about an image, an audio clip or a video, or just type…",
+            placeholder="Ask about an image, an audio clip or a video, or just type…"
+            + ("" if heard else " (videos go as a few frames: this server does not hear them)"),
             show_label=False,
             elem_id="chat-input",
         )
@@ -188,8 +229,19 @@ def build_chat_app(
                 budget = gr.Slider(0, max_tokens_cap, value=0, step=1, label="Thinking budget (tokens, 0 = no limit)")
                 temperature = gr.Slider(0.0, 2.0, value=temperature, step=0.05, label="Temperature")
                 max_tokens = gr.Slider(1, max_tokens_cap, value=min(256, max_tokens_cap), step=1, label="Max tokens")
-        turns = gr.State([])
-        controls = [thinking, budget, temperature, max_tokens]
+            with gr.Row(visible=heard):
+                hear = gr.Checkbox(label=HEAR_LABEL, value=heard, elem_id="hear-video")
+                silence = gr.Checkbox(label=SILENCE_LABEL, value=False, elem_id="video-silence")
+        turns, probed = gr.State([]), gr.State([])
+        controls = [thinking, budget, temperature, max_tokens, hear, silence]
+        if heard:
+            skip = lambda value: gr.skip() if value is None else value  # noqa: E731
+
+            def probe(message, seen):
+                on, seen, note = session.probe_videos(message, seen)
+                return skip(on), seen, skip(note)
+
+            box.change(probe, [box, probed], [hear, probed, status], api_name="probe", show_progress="hidden")
         box.submit(session.send, [box, turns, *controls], [chatbot, turns, box, status], api_name="send")
         retry.click(session.retry, [turns, *controls], [chatbot, turns, status], api_name="retry")
         clear.click(session.clear, None, [chatbot, turns, box, status], api_name="clear")

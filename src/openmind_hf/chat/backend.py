@@ -68,6 +68,17 @@ class ChatBackend:
             raise ChatBackendError(f"{self.base_url}/models lists no model; pass --served-model-name.")
         return models[0].id
 
+    def accepts_video_url(self) -> bool:
+        """Whether the server is an OpenMind server (`/v1/models` says `owned_by: "openmind"`), whose `video_url`
+        parts carry the video's sound; other OpenAI-compatible servers (vLLM, ...) get videos as frames."""
+        import openai
+
+        try:
+            models = self.client.models.list().data
+        except openai.OpenAIError:
+            return False
+        return any(m.id == self.model and getattr(m, "owned_by", None) == "openmind" for m in models)
+
     def stream(
         self,
         messages: list[dict],
@@ -81,7 +92,7 @@ class ChatBackend:
         Yields `("reasoning", text)` and `("content", text)` deltas as the server streams them.
 
         Args:
-            messages (`list[dict]`): OpenAI chat messages (media as `image_url` data URIs / `input_audio` parts).
+            messages (`list[dict]`): OpenAI chat messages (media as `image_url` / `video_url` data URIs, `input_audio` parts).
             thinking (`bool`, *optional*, defaults to False): sent as `chat_template_kwargs.enable_thinking`.
             thinking_budget (`int`, *optional*): reasoning tokens allowed before `</think>` is forced (thinking only).
             temperature (`float`, *optional*, defaults to 0.7), max_tokens (`int`, *optional*, defaults to 256).

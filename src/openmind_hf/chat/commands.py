@@ -6,6 +6,10 @@
 
 With `--model`, the checkpoint is served in-process by `openmind serve`'s own app (same engine, limits and media
 decoding) on a random loopback port, and the page talks to it.
+
+Videos go as `video_url` parts, heard when the page's "Hear the video's sound" box is ticked, to OpenMind servers
+(`--model`, or an `--endpoint` whose `/v1/models` says `owned_by: "openmind"`). Other endpoints (vLLM, OpenAI) get
+a few PNG frames per video instead and never hear it; `--video-as` overrides the choice.
 """
 
 from __future__ import annotations
@@ -37,7 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-images", type=int, default=4, help="images per request (video frames included)")
     limits.add_argument("--max-audios", type=int, default=2, help="audio clips per request")
     limits.add_argument("--max-tokens-cap", type=int, default=1024, help="the max-tokens slider's upper end")
-    limits.add_argument("--video-frames", type=int, default=4, help="frames sent per video")
+    limits.add_argument("--video-frames", type=int, default=4, help="frames sent per video with --video-as frames")
+    limits.add_argument(
+        "--video-as",
+        choices=["auto", "video_url", "frames"],
+        default="auto",
+        help="video_url: sampled (and heard) by the server; frames: PNG frames, no sound (servers without videos). "
+        "auto: video_url for OpenMind servers, frames otherwise",
+    )
     limits.add_argument("--request-timeout", type=float, default=300.0, help="seconds per answer")
     engine = parser.add_argument_group("local model (--model)")
     engine.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -111,8 +122,13 @@ def run(args) -> int:
         print(f"openmind chat: could not start with {args.model or args.endpoint!r}: {err}", file=sys.stderr)
         return 1
     try:
-        demo = build_chat_app(backend, card, limits, max_tokens_cap=args.max_tokens_cap)
-        print(f"openmind chat: http://{args.host}:{args.port}  (model {backend.model})", flush=True)
+        video_as = args.video_as
+        if video_as == "auto":
+            video_as = "video_url" if local is not None or backend.accepts_video_url() else "frames"
+        demo = build_chat_app(backend, card, limits, max_tokens_cap=args.max_tokens_cap, video_as=video_as)
+        print(
+            f"openmind chat: http://{args.host}:{args.port}  (model {backend.model}, videos as {video_as})", flush=True
+        )
         launch_chat_app(
             demo, args.host, args.port, auth, max_bytes, share=args.share, block=True, concurrency=args.concurrency
         )

@@ -17,7 +17,7 @@ import traceback
 _ERROR_WORDS = {
     "missing": "required field missing",
     "extra_forbidden": "unknown field; remove it",
-    "union_tag_invalid": "unsupported `type`; use text, image_url or input_audio",
+    "union_tag_invalid": "unsupported `type`; use text, image_url, input_audio or video_url",
     "union_tag_not_found": "a content part needs a `type` field",
     "literal_error": "not one of the allowed values",
     "enum": "not one of the allowed values",

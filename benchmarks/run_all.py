@@ -138,9 +138,13 @@ def _decode_side(runs: list[dict], bandwidth: dict) -> dict:
     small = bandwidth["by_size_mib"].get("64")
     if small:
         out["share_of_64mib_read_bandwidth"] = out["bytes_per_s"] / small["read_bytes_per_s"]
+    if all("decode_step_cpu_s" in run for run in runs):  # the same shares per CPU-second the process was given
+        out["decode_step_cpu_s"] = median_of(runs, "decode_step_cpu_s")
+        out["share_of_read_bandwidth_per_cpu_s"] = per_step / out["decode_step_cpu_s"] / bandwidth["read_bytes_per_s"]
     if all("compiled_step_s" in run for run in runs):
         out["compiled_step_s"] = median_of(runs, "compiled_step_s")
         out["generate_loop_s_per_step"] = median_of(runs, "generate_loop_s_per_step")
+        out["compiled_step_cpu_s"] = median_of(runs, "compiled_step_cpu_s")
         # The step's floor if it only streamed its bytes at the measured read bandwidth.
         out["bandwidth_floor_s"] = per_step / bandwidth["read_bytes_per_s"]
     return out
@@ -161,6 +165,10 @@ def summarise(raw: dict, peak: dict) -> dict:
             "sft_peak_rss_mib": median_of(sft, "peak_rss_mib"),
             "sft_useful_flops_per_s": median_of(sft, "useful_flops_per_s"),
             "sft_mfu": median_of(sft, "useful_flops_per_s") / peak_flops,
+            # Per CPU-second the process was given: the MFU when it has the core (the machine is shared).
+            "sft_mfu_per_cpu_s": median_of(sft, "useful_flops_per_cpu_s") / peak_flops
+            if all("useful_flops_per_cpu_s" in run for run in sft)
+            else None,
             "sft_executed_over_useful_flops": sft[0]["executed_flops_first_rows"]["executed_over_useful"],
             "sft_first_step_loss": sft[0]["losses"][0],
             "sft_load_average": [run["load_average_start"] for run in sft],
@@ -188,6 +196,8 @@ def summarise(raw: dict, peak: dict) -> dict:
         "ttft_stock_generate": o["stock_generate_ttft_s"] / b["ttft_s"],
         "openmind_mfu": o["sft_mfu"],
     }
+    if o["sft_mfu_per_cpu_s"] is not None:
+        ratios["openmind_mfu_per_cpu_s"] = o["sft_mfu_per_cpu_s"]
     if "baseline_tuned" in sides:
         t = sides["baseline_tuned"]
         ratios["sft_samples_per_s_tuned"] = o["sft_samples_per_s"] / t["sft_samples_per_s"]
@@ -241,6 +251,10 @@ def markdown(report: dict) -> str:
         row("SFT peak RSS (MiB)", "{:.0f}", b["sft_peak_rss_mib"], t.get("sft_peak_rss_mib"), o["sft_peak_rss_mib"],
             "peak_rss", "peak_rss_tuned"),
         row("SFT MFU (vs measured fp32 matmul peak)", "{:.1f}%", mfu(b), mfu(t), mfu(o), None, "openmind_mfu"),
+        row("SFT MFU per CPU-second given (shared machine)", "{:.1f}%",
+            100 * b["sft_mfu_per_cpu_s"] if b["sft_mfu_per_cpu_s"] else None,
+            100 * t["sft_mfu_per_cpu_s"] if t.get("sft_mfu_per_cpu_s") else None,
+            100 * o["sft_mfu_per_cpu_s"] if o["sft_mfu_per_cpu_s"] else None),
         row("SFT padding (share of positions)", "{:.1f}%", 100 * b["sft_padding_fraction"],
             100 * t["sft_padding_fraction"] if t else None, 100 * o["sft_padding_fraction"]),
         row("Decode tokens/s, batch 1", "{:.1f}", d["baseline"]["decode_tokens_per_s"], bt["decode_tokens_per_s"],
@@ -265,8 +279,9 @@ def markdown(report: dict) -> str:
         " GB/s):",
         "",
         "| Variant | batch | tokens/s | MB read / token | GB/s read | share of copy BW | share of read BW | "
-        "share of 64 MiB read BW | compiled step (ms) | generate() loop (ms / step) | read floor (ms / step) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "share of 64 MiB read BW | share of read BW per CPU-s | step CPU (ms) | compiled step (ms) | "
+        "generate() loop (ms / step) | read floor (ms / step) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, v in d.items():
         ms = [f"{1000 * v[k]:.2f}" if k in v else "-" for k in ("compiled_step_s", "generate_loop_s_per_step",
@@ -275,6 +290,7 @@ def markdown(report: dict) -> str:
             f"| {label} | {v['batch']} | {v['decode_tokens_per_s']:.1f} | {v['bytes_per_token'] / 1e6:.1f} | "
             f"{v['bytes_per_s'] / 1e9:.2f} | {100 * v['share_of_copy_bandwidth']:.0f}% | "
             f"{100 * v['share_of_read_bandwidth']:.0f}% | {100 * v.get('share_of_64mib_read_bandwidth', 0):.0f}% | "
+            f"{100 * v.get('share_of_read_bandwidth_per_cpu_s', 0):.0f}% | {1000 * v.get('decode_step_cpu_s', 0):.2f} | "
             + " | ".join(ms)
             + " |"
         )
@@ -322,6 +338,7 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=int, default=900, help="seconds per worker process")
     parser.add_argument("--gen-batch", type=int, default=8, help="the second decode batch size (0: batch 1 only)")
     parser.add_argument("--no-sft-tuned", action="store_true", help="skip TRL with torch_compile (slow to compile)")
+    parser.add_argument("--from-raw", default=None, help="a report JSON: recompute its summary from its raw runs")
     parser.add_argument("--trainer-steps", type=int, default=30, help="timed steps of the tiny-preset step task")
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -335,8 +352,30 @@ def parse_args(argv=None):
     return args
 
 
+def finish(report: dict, raw: dict, output: Path) -> None:
+    """Summary, ratios and markdown from the raw runs; writes `output` (JSON) and its `.md`."""
+    peak = max(raw["peak"], key=lambda p: p["flops_per_s"])
+    # Bandwidth: the best of the two peak runs too (both are lower bounds of what the machine can do).
+    peak["memory_bandwidth"] = max((p["memory_bandwidth"] for p in raw["peak"]), key=lambda m: m["read_bytes_per_s"])
+    report["matmul_peak"] = peak
+    summary = summarise(raw, peak)
+    report["summary"] = summary
+    report["ratios"] = summary["ratios"]
+    report["raw"] = raw
+    table = markdown(report)
+    report["markdown"] = table
+    output.write_text(json.dumps(report, indent=2))
+    output.with_suffix(".md").write_text(table + "\n")
+    print("\n" + table)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.from_raw:  # re-summarise a finished run (its raw runs are kept in its JSON)
+        report = json.loads(Path(args.from_raw).read_text())
+        finish(report, report["raw"], Path(args.output))
+        print(f"\nwrote {args.output} from the raw runs of {args.from_raw}")
+        return 0
     from workload import SMALL, SMOKE, prepare_workspace
 
     config = SMOKE if args.smoke else SMALL
@@ -404,22 +443,10 @@ def main(argv=None) -> int:
     raw["steps"] = [run_worker("steps", "openmind", args, ["--warmup", "3", "--steps", str(args.trainer_steps)])]
     raw["peak"].append(run_worker("peak", "openmind", args))
 
-    # The raw runs first: a failure while summarising must not lose them (`summarise` can be re-run from the file).
-    output.write_text(json.dumps({**report, "raw": raw}, indent=2))
-    peak = max(raw["peak"], key=lambda p: p["flops_per_s"])
-    # Bandwidth: the best of the two peak runs too (both are lower bounds of what the machine can do).
-    peak["memory_bandwidth"] = max((p["memory_bandwidth"] for p in raw["peak"]), key=lambda m: m["read_bytes_per_s"])
-    report["matmul_peak"] = peak
-    summary = summarise(raw, peak)
-    report["summary"] = summary
-    report["ratios"] = summary["ratios"]
-    report["raw"] = raw
+    # The raw runs first: a failure while summarising must not lose them (`--from-raw` re-summarises the file).
     report["wall_seconds"] = time.perf_counter() - wall_start
-    table = markdown(report)
-    report["markdown"] = table
-    output.write_text(json.dumps(report, indent=2))
-    output.with_suffix(".md").write_text(table + "\n")
-    print("\n" + table)
+    output.write_text(json.dumps({**report, "raw": raw}, indent=2))
+    finish(report, raw, output)
     print(f"\nwrote {output} and {output.with_suffix('.md')} in {report['wall_seconds']:.0f} s")
     return 0
 

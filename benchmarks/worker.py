@@ -190,11 +190,13 @@ def run_sft(args) -> dict:
     trainer.data_collator = recorder
 
     ends: list[float] = []
+    cpu_ends: list[float] = []  # CPU seconds this process got (wall time also counts waiting for a shared core)
     losses: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, *_, **__):
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
 
     trainer.add_callback(Clock())
     # The loss of every micro-step, as the trainer computed it (to compare the sides' first steps).
@@ -209,10 +211,12 @@ def run_sft(args) -> dict:
     trainer.compute_loss = compute_loss
     gc.collect()
     rss_before = _rss_mib("VmRSS")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trainer.train()
     ends.insert(0, start)
+    cpu_ends.insert(0, cpu_start)
     step_seconds = [b - a for a, b in zip(ends[:-1], ends[1:])]
+    cpu_seconds = [b - a for a, b in zip(cpu_ends[:-1], cpu_ends[1:])][args.warmup :]
     measured = step_seconds[args.warmup :]
     shapes = recorder.shapes[: len(step_seconds)]
     measured_shapes = shapes[args.warmup :]
@@ -250,6 +254,8 @@ def run_sft(args) -> dict:
         "positions_per_s": positions / total_time,  # what was executed, padding included
         "padding_fraction": 1 - real_tokens / positions,
         "useful_flops_per_s": sum(useful) / total_time,
+        "cpu_step_seconds": cpu_seconds,
+        "useful_flops_per_cpu_s": sum(useful) / sum(cpu_seconds),
         "useful_flops_per_step": sum(useful) / len(useful),
         "executed_flops_first_rows": executed,  # one step on the dataset's first batch_size rows
         "flop_model": counter.describe(),
@@ -327,11 +333,11 @@ def _time_compiled_steps(model, sink: list):
         compiled = original(compile_config)
 
         def call(**kwargs):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             out = compiled(**kwargs)
             ids = kwargs.get("input_ids")
             if ids is not None and ids.shape[-1] == 1:
-                sink.append(time.perf_counter() - start)
+                sink.append((time.perf_counter() - start, time.process_time() - cpu_start))
             return out
 
         return call
@@ -359,10 +365,13 @@ def run_generate(args) -> dict:
     if fast:
         _time_compiled_steps(model, step_seconds)
 
+    cpu: dict[int, list[float]] = {1: [], n: []}  # CPU seconds this process got (the machine is shared)
+
     def timed(tokens: int) -> tuple[float, torch.Tensor]:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         with torch.inference_mode():
             out = model.generate(**inputs, **generation_kwargs(tokens, fast, model.device, pad_id))
+        cpu.setdefault(tokens, []).append(time.process_time() - cpu_start)
         return time.perf_counter() - start, out
 
     warm_start = time.perf_counter()
@@ -371,6 +380,8 @@ def run_generate(args) -> dict:
         _, out = timed(n)
     warmup_seconds = time.perf_counter() - warm_start
     step_seconds.clear()
+    cpu[1].clear()
+    cpu[n].clear()
     ttft, full = [], []
     for _ in range(args.gen_repeats):
         ttft.append(timed(1)[0])
@@ -389,6 +400,8 @@ def run_generate(args) -> dict:
         "generate_samples_s": full,
         "decode_step_s": per_step_s,
         "decode_tokens_per_s": args.gen_batch / per_step_s,
+        # CPU time per step: what the step costs when it has the core (wall time also counts waiting for it).
+        "decode_step_cpu_s": (statistics.median(cpu[n]) - statistics.median(cpu[1])) / (n - 1),
         "warmup_s": warmup_seconds,
         "generated_ids": new_tokens,
         "fast_decode": fast,
@@ -397,8 +410,9 @@ def run_generate(args) -> dict:
         "torch_threads": torch.get_num_threads(),
     }
     if step_seconds:  # where a decode step's time goes: the compiled forward vs generate()'s loop around it
-        compiled = statistics.median(step_seconds)
+        compiled = statistics.median(wall for wall, _ in step_seconds)
         result["compiled_step_s"] = compiled
+        result["compiled_step_cpu_s"] = statistics.median(c for _, c in step_seconds)
         result["generate_loop_s_per_step"] = per_step_s - compiled
     return result
 

@@ -4,8 +4,8 @@ vLLM serves OpenMind through its transformers backend and the plugin in `vllm_pl
 `--trust-remote-code` runs the checkpoint's own modeling code, and the `qwen3` reasoning parser splits the
 `<think>\\n...\\n</think>\\n\\n` block that OpenMind's chat template writes into `reasoning_content`; thinking is off
 by default, as in OpenMind's own server, and a request turns it on with `chat_template_kwargs={"enable_thinking":
-true}`. The command replaces this process (`exec`), so signals reach vLLM directly. OpenMind's own server limits (body size, media URL
-policy, header timeouts, ...) are not vLLM's: only the options below are passed on.
+true}`. The command replaces this process (`exec`), so signals reach vLLM directly. OpenMind's own server limits
+(body size, media URL policy, header timeouts, ...) are not vLLM's: only the options below are passed on.
 """
 
 from __future__ import annotations

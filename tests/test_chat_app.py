@@ -374,4 +374,15 @@ def test_in_a_real_browser(chat, browser, tmp_path):
     if target := os.environ.get("OPENMIND_CHAT_SCREENSHOT"):
         shutil.copyfile(shot, target)
     print(f"screenshot: {shot}")
+
+    # 4. Attach a silent video: the "hear" box unticks itself. Tick it again and send: the server's error is shown.
+    hear = lambda: browser.find_element(By.CSS_SELECTOR, "#hear-video input[type=checkbox]")  # noqa: E731
+    assert hear().is_selected(), "the hear box starts ticked"
+    box.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(red_video(tmp / "mute.mp4", sound=False)))
+    wait_for(lambda: not hear().is_selected() and "no audio track" in status(), "the probe to untick the hear box")
+    hear().click()
+    box.find_element(By.TAG_NAME, "textarea").send_keys(IMAGE_QUESTION)
+    box.find_element(By.CSS_SELECTOR, "button.submit-button").click()
+    wait_for(lambda: status().startswith("Error:"), "the silent-video error")
+    assert "has no audio track" in bot_rows()[-1].text and "mute.mp4" in bot_rows()[-1].text
     assert requested_hosts(browser) <= {"127.0.0.1"}, requested_hosts(browser)

@@ -241,7 +241,11 @@ def build_chat_app(
                 on, seen, note = session.probe_videos(message, seen)
                 return skip(on), seen, skip(note)
 
-            box.change(probe, [box, probed], [hear, probed, status], api_name="probe", show_progress="hidden")
+            # `change` also fires on typing: `probe_videos` reads headers only when the attached videos change, and
+            # runs outside the queue so it never waits behind answers being generated.
+            box.change(
+                probe, [box, probed], [hear, probed, status], api_name="probe", show_progress="hidden", queue=False
+            )
         box.submit(session.send, [box, turns, *controls], [chatbot, turns, box, status], api_name="send")
         retry.click(session.retry, [turns, *controls], [chatbot, turns, status], api_name="retry")
         clear.click(session.clear, None, [chatbot, turns, box, status], api_name="clear")

@@ -344,9 +344,3 @@ class OpenMindProcessorTest(ProcessorTesterMixin, unittest.TestCase):
     )
     def test_processor_with_multiple_inputs(self):
         pass
-
-    # Known defect, left to the owner of `_get_num_multimodal_tokens` (vLLM support): it reads `audio_lengths` as mel
-    # frames, while transformers (and vLLM's transformers backend) pass samples. Fails loudly once fixed.
-    @unittest.expectedFailure
-    def test_get_num_multimodal_tokens_matches_processor_call_audio(self):
-        super().test_get_num_multimodal_tokens_matches_processor_call_audio()

@@ -358,7 +358,8 @@ class OpenMindProcessor(ProcessorMixin):
         Args:
             image_sizes (`list[list[int]]`, *optional*): `(height, width)` per image. Every image is resized to the
                 tower's input, so each one takes `num_image_tokens` tokens in one patch.
-            audio_lengths (`list[int]`, *optional*): valid mel frames per clip.
+            audio_lengths (`list[int]`, *optional*): samples per clip at the feature extractor's rate (transformers'
+                convention); clips longer than the encoder's window count as the window.
 
         Returns:
             `MultiModalData`: `num_image_tokens` and `num_image_patches` per image, `num_audio_tokens` per clip.
@@ -368,8 +369,11 @@ class OpenMindProcessor(ProcessorMixin):
             data["num_image_tokens"] = [self.num_image_tokens] * len(image_sizes)
             data["num_image_patches"] = [1] * len(image_sizes)
         if audio_lengths is not None:
+            extractor = self.feature_extractor
+            # The extractor pads/truncates to its window, then keeps one mask entry per hop: ceil(samples / hop) frames.
+            frames = [math.ceil(min(int(n), extractor.n_samples) / extractor.hop_length) for n in audio_lengths]
             data["num_audio_tokens"] = [
-                audio_token_count(n, self.audio_model_type, self.audio_pool_stride) for n in audio_lengths
+                audio_token_count(n, self.audio_model_type, self.audio_pool_stride) for n in frames
             ]
         return MultiModalData(**data)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from openmind_hf.chat.commands import parse_auth
+from openmind_hf.chat.commands import parse_auth, serve_settings
 from openmind_hf.chat.uploads import UploadError, UploadLimits, VideoOptions, media_parts, read_upload
 from openmind_hf.cli import build_parser
 
@@ -36,6 +36,9 @@ def test_defaults_bind_loopback_without_share():
     args = parse("--model", "x")
     assert (args.host, args.share, args.auth) == ("127.0.0.1", False, None)
     assert parse_auth(args) is None
+    # the in-process server takes a conversation holding as many whole uploads (base64) as the count limits allow
+    settings = serve_settings(args, "x")
+    assert settings.max_body_bytes >= 10 * 2**20 * 4 / 3 * (settings.max_images + settings.max_audios)
     with pytest.raises(SystemExit):  # --model and --endpoint exclude each other, and one is required
         parse("--model", "x", "--endpoint", "http://127.0.0.1:1/v1")
 

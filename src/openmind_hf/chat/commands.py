@@ -88,6 +88,10 @@ def serve_settings(args, name: str):
         max_audios=args.max_audios,
         max_pixels=args.max_pixels,
         max_audio_seconds=args.max_audio_seconds,
+        # each request re-sends the conversation's media, base64 (x4/3): a whole video per upload now, not frames
+        max_body_bytes=max(
+            20 * 2**20, (int(args.max_upload_mb * 2**20) // 3 + 1) * 4 * (args.max_images + args.max_audios)
+        ),
         max_concurrent=max(args.concurrency, 1),
         dtype=args.dtype,
         device=args.device,

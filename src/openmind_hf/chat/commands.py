@@ -38,8 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-upload-mb", type=float, default=10.0, help="size per uploaded file")
     limits.add_argument("--max-pixels", type=int, default=3840 * 2160, help="pixels per image, checked pre-decode")
     limits.add_argument("--max-audio-seconds", type=float, default=30.0, help="seconds per audio clip")
-    limits.add_argument("--max-images", type=int, default=4, help="images per request (video frames included)")
-    limits.add_argument("--max-audios", type=int, default=2, help="audio clips per request")
+    limits.add_argument(
+        "--max-images",
+        type=int,
+        default=4,
+        help="images per request (a video counts as one; sent as frames, one per frame)",
+    )
+    limits.add_argument(
+        "--max-audios", type=int, default=2, help="audio clips per request (a heard video counts as one)"
+    )
     limits.add_argument("--max-tokens-cap", type=int, default=1024, help="the max-tokens slider's upper end")
     limits.add_argument("--video-frames", type=int, default=4, help="frames sent per video with --video-as frames")
     limits.add_argument(

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -291,6 +292,12 @@ def run_server(argv: list[str], cwd: Path, env: dict) -> None:
             with urllib.request.urlopen(request, timeout=120) as r:
                 answer = json.load(r)
             assert answer["choices"][0]["message"]["role"] == "assistant", answer
+            anonymous = urllib.request.Request(
+                request.full_url, data=request.data, headers={"Content-Type": "application/json"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:  # "every route but /health needs the API key"
+                urllib.request.urlopen(anonymous, timeout=60)
+            assert refused.value.code == 401
         else:
             wait_for(f"http://127.0.0.1:{port}/", proc, log)
     finally:

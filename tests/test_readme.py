@@ -136,6 +136,21 @@ def _check_output(*needles):
     return check
 
 
+def _check_synthetic(cwd: Path, output: str):
+    splits = json.loads((cwd / "data/demo/manifest.json").read_text())["splits"]
+    counts = (splits["train"]["num_samples"], splits["test"]["num_samples"])
+    assert counts == (512, 128), counts  # the README: "512 train / 128 test"
+
+
+def _check_quantized(folder: str, backend: str, bits: int):
+    def check(cwd: Path, output: str):
+        report = json.loads((cwd / folder / "openmind_quantization.json").read_text())
+        assert (report["backend"], report["bits"]) == (backend, bits), report
+        assert report["quantized_weights_bytes"] < report["original_weights_bytes"], report
+
+    return check
+
+
 def _check_grpo(cwd: Path, output: str):
     summary = json.loads((cwd / "outputs/tiny-grpo/run_summary.json").read_text())
     assert summary["model_name_or_path"] == "outputs/tiny-sft", summary  # the README's chain: GRPO starts from SFT
@@ -144,9 +159,7 @@ def _check_grpo(cwd: Path, output: str):
 
 # README command -> what it must have done (files it writes, words it prints).
 CHECKS = {
-    "openmind data synthetic --output data/demo": _check_files(
-        "data/demo/manifest.json", "data/demo/instruct_train.jsonl"
-    ),
+    "openmind data synthetic --output data/demo": _check_synthetic,
     "python recipes/sft.py --config recipes/configs/tiny/sft.yaml --num_train_epochs 6": _check_files(
         "outputs/tiny-sft/model.safetensors", "outputs/tiny-sft/loss_curve.png", "outputs/tiny-sft/run_summary.json"
     ),
@@ -162,11 +175,11 @@ CHECKS = {
     "openmind preset tiny --output outputs/tiny": _check_files(
         "outputs/tiny/config.json", "outputs/tiny/model.safetensors"
     ),
-    "openmind quantize --model outputs/tiny --bits 8 --output outputs/tiny-int8": _check_files(
-        "outputs/tiny-int8/openmind_quantization.json"
+    "openmind quantize --model outputs/tiny --bits 8 --output outputs/tiny-int8": _check_quantized(
+        "outputs/tiny-int8", "torchao", 8
     ),
-    "openmind quantize --model outputs/tiny --bits 4 --output outputs/tiny-int4": _check_files(
-        "outputs/tiny-int4/openmind_quantization.json"
+    "openmind quantize --model outputs/tiny --bits 4 --output outputs/tiny-int4": _check_quantized(
+        "outputs/tiny-int4", "quanto", 4
     ),
     "openmind push --model outputs/tiny --repo-id your-org/openmind-tiny --dry-run": _check_output(
         "dry run: nothing was sent"

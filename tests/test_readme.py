@@ -114,6 +114,7 @@ SPEED_FLAGS = {
         "--output_dir",
         "outputs/my-sft",
     ],
+    "python recipes/dpo.py --config recipes/configs/tiny/dpo.yaml --model_name_or_path outputs/tiny-sft": QUICK_TRAIN,
     "openmind data check data/demo/instruct_train.jsonl --stats --preset tiny": ["--stats-samples", "32"],
     "openmind quantize --model outputs/tiny --bits 8 --output outputs/tiny-int8": ["--probe-tokens", "4"],
     "openmind quantize --model outputs/tiny --bits 4 --output outputs/tiny-int4": ["--probe-tokens", "4"],
@@ -157,6 +158,13 @@ def _check_grpo(cwd: Path, output: str):
     assert (cwd / "outputs/tiny-grpo/loss_curve.png").exists()
 
 
+def _check_dpo(cwd: Path, output: str):
+    summary = json.loads((cwd / "outputs/tiny-dpo/run_summary.json").read_text())
+    assert summary["model_name_or_path"] == "outputs/tiny-sft", summary
+    assert summary["datasets"] == ["data/demo/preference_train.jsonl"], summary  # the pairs the Data section shows
+    assert (cwd / "outputs/tiny-dpo/model.safetensors").exists()
+
+
 # README command -> what it must have done (files it writes, words it prints).
 CHECKS = {
     "openmind data synthetic --output data/demo": _check_synthetic,
@@ -168,6 +176,7 @@ CHECKS = {
     "python recipes/sft.py --config recipes/configs/tiny/sft.yaml --dataset_name my.jsonl --media_root my_media/": (
         _check_files("outputs/my-sft/model.safetensors")
     ),
+    "python recipes/dpo.py --config recipes/configs/tiny/dpo.yaml --model_name_or_path outputs/tiny-sft": _check_dpo,
     "openmind data list": _check_output("webvid", "howto100m", "visual-genome", "laion", "cc12m", "math"),
     "openmind data check data/demo/instruct_train.jsonl": _check_output('"usable": 512'),
     "openmind data check data/demo/instruct_train.jsonl --stats --preset tiny": _check_output("[["),

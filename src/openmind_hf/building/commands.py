@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 # = `presets.PRESETS`, spelled out so `openmind preset --help` imports no torch (tests/test_cli_startup.py checks).
-PRESETS = ("tiny",)
+PRESETS = ("tiny", "small")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .presets import build_tiny_preset
+    from .presets import build_preset
 
-    model, _ = build_tiny_preset(args.output, seed=args.seed)
+    model, _ = build_preset(args.name, args.output, seed=args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"Saved the '{args.name}' preset ({n_params / 1e6:.2f}M parameters) to {args.output}")
     return 0

@@ -123,7 +123,7 @@ def load_model_and_processor(
 
     import openmind_hf  # noqa: F401  (registers the Auto classes)
 
-    from ..building import build_from_components, build_tiny_preset, load_reward_model, to_reward_model
+    from ..building import build_from_components, load_reward_model, to_reward_model
 
     dtype = _DTYPES[model_args.dtype]
     if not model_args.has_source:
@@ -145,9 +145,9 @@ def load_model_and_processor(
         return model, processor
 
     if model_args.text_model is None:
-        if model_args.preset != "tiny":
-            raise ValueError(f"Unknown preset {model_args.preset!r}: the only preset is 'tiny'.")
-        model, processor = build_tiny_preset(seed=seed, **model_args.preset_overrides)
+        from ..building.presets import build_preset  # raises on an unknown preset name, listing the presets
+
+        model, processor = build_preset(model_args.preset, seed=seed, **model_args.preset_overrides)
     else:
         model, processor = build_from_components(
             vision=model_args.vision_model,

@@ -153,6 +153,7 @@ def _decode_side(runs: list[dict], bandwidth: dict) -> dict:
 def summarise(raw: dict, peak: dict) -> dict:
     """Medians per side (and per baseline setting), the OpenMind / baseline ratios and the limit shares."""
     peak_flops, bandwidth = peak["flops_per_s"], peak["memory_bandwidth"]
+    cpu_peak = peak.get("flops_per_cpu_s")  # MFU per CPU-second needs the peak per CPU-second too
     sides = {}
     for label in raw["sft"]:
         sft = raw["sft"][label]
@@ -166,8 +167,8 @@ def summarise(raw: dict, peak: dict) -> dict:
             "sft_useful_flops_per_s": median_of(sft, "useful_flops_per_s"),
             "sft_mfu": median_of(sft, "useful_flops_per_s") / peak_flops,
             # Per CPU-second the process was given: the MFU when it has the core (the machine is shared).
-            "sft_mfu_per_cpu_s": median_of(sft, "useful_flops_per_cpu_s") / peak_flops
-            if all("useful_flops_per_cpu_s" in run for run in sft)
+            "sft_mfu_per_cpu_s": median_of(sft, "useful_flops_per_cpu_s") / cpu_peak
+            if cpu_peak and all("useful_flops_per_cpu_s" in run for run in sft)
             else None,
             "sft_executed_over_useful_flops": sft[0]["executed_flops_first_rows"]["executed_over_useful"],
             "sft_first_step_loss": sft[0]["losses"][0],
@@ -196,6 +197,9 @@ def summarise(raw: dict, peak: dict) -> dict:
         "ttft_stock_generate": o["stock_generate_ttft_s"] / b["ttft_s"],
         "openmind_mfu": o["sft_mfu"],
     }
+    collate_b, collate_o = b["collate"]["padded"], o["collate"]["packed"]
+    if "samples_per_cpu_s" in collate_b and "samples_per_cpu_s" in collate_o:
+        ratios["collate_samples_per_cpu_s"] = collate_o["samples_per_cpu_s"] / collate_b["samples_per_cpu_s"]
     if o["sft_mfu_per_cpu_s"] is not None:
         ratios["openmind_mfu_per_cpu_s"] = o["sft_mfu_per_cpu_s"]
     if "baseline_tuned" in sides:

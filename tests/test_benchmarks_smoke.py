@@ -230,3 +230,81 @@ def test_gpu_mfu_1b_runs_on_cuda():
     result = gpu_mfu.run(gpu_mfu.parse_args(["--steps", "3", "--warmup", "2"]))
     assert result["parameters"] > 0.9e9 and result["peak_memory_gib"] > 0
     assert result["mfu_vs_measured_matmul"] is not None and 0 < result["mfu_vs_measured_matmul"] < 1
+
+
+# --------------------------------------------------------------------------------------- the committed report
+
+
+def test_committed_report_carries_both_baselines_and_the_limit_shares():
+    """`benchmarks/results/latest.json` (what RESULTS.md quotes): gate passed, stock and tuned baseline columns, the
+    decode bandwidth shares, the MFU and the tiny-preset steps, each number with the machine's load; and its summary
+    is what `summarise` computes from its raw runs (no hand-edited numbers)."""
+    import run_all
+
+    report = json.loads((BENCH_DIR / "results" / "latest.json").read_text())
+    assert report["gate"]["passed"] and report["command"].startswith("python benchmarks/run_all.py")
+    assert len(report["hardware"]["load_average_at_start"]) == 3
+    summary = report["summary"]
+    assert {"baseline", "openmind"} <= set(summary["sides"])
+    if not report["settings"]["no_sft_tuned"]:  # TRL + torch_compile: skipped only where it cannot compile in time
+        assert "baseline_tuned" in summary["sides"] and "sft_samples_per_s_tuned" in report["ratios"]
+    decode = summary["decode"]
+    assert {"baseline", "baseline_tuned", "openmind", "openmind_stock_generate"} <= set(decode)
+    for label, variant in decode.items():
+        assert 0 < variant["share_of_read_bandwidth"] and variant["bytes_per_token"] > 0, label
+        assert variant["load_average"], label
+    assert decode["baseline_tuned"]["compiled_step_s"] > 0 and decode["openmind"]["compiled_step_s"] > 0
+    assert "decode_tokens_per_s_tuned" in report["ratios"] and 0 < report["ratios"]["openmind_mfu"] < 1
+    assert report["matmul_peak"]["memory_bandwidth"]["copy_bytes_per_s"] > 0
+    assert summary["trainer_steps"]["trainer_steps_per_s"] > 0
+    assert all("load_average_start" in run for runs in report["raw"]["sft"].values() for run in runs)
+    recomputed = run_all.summarise(report["raw"], report["matmul_peak"])
+    assert recomputed["ratios"] == pytest.approx(report["ratios"])
+
+
+def test_decode_bytes_count_every_weight_read_once_per_step(workspace):
+    from worker import decode_bytes, load_side
+
+    model, _ = load_side("openmind", str(workspace))
+    one, eight = decode_bytes(model, 1, 10), decode_bytes(model, 8, 10)
+    lm = model.model.language_model
+    embed = lm.get_input_embeddings().weight
+    assert one["lm_body_weights"] == 4 * (sum(p.numel() for p in lm.parameters()) - embed.numel())
+    assert one["lm_head_weights"] == 4 * model.lm_head.weight.numel()
+    # Weights are shared by the rows of a batch; the KV cache and embedding rows are per row.
+    assert eight["per_step"] - one["per_step"] == 7 * (one["kv_cache"] + one["embedding_rows"])
+
+
+def test_vectorised_assistant_masks_equal_the_mixin_loop(tiny_model_and_processor):
+    """OpenMind's tensor version of `_adjust_assistant_masks_indices` gives the mixin's masks, with image placeholders
+    expanded before the labelled spans, batched (tensors) and unbatched (lists)."""
+    from PIL import Image
+    from transformers import ProcessorMixin
+
+    _, processor = tiny_model_and_processor
+    image = Image.new("RGB", (32, 32), (0, 90, 200))
+    chats = [
+        [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Shape?"}]},
+         {"role": "assistant", "content": "a blue square"},
+         {"role": "user", "content": [{"type": "text", "text": "And again?"}]},
+         {"role": "assistant", "content": "still a square"}],
+        [{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "hello"}],
+    ]  # fmt: skip
+
+    def masks(cls, **kwargs):
+        original = type(processor)._adjust_assistant_masks_indices
+        type(processor)._adjust_assistant_masks_indices = cls._adjust_assistant_masks_indices
+        try:
+            return processor.apply_chat_template(
+                chats, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, **kwargs
+            )["assistant_masks"]
+        finally:
+            type(processor)._adjust_assistant_masks_indices = original
+
+    ours = type(processor)
+    tensors = masks(ours, return_tensors="pt", processor_kwargs={"padding": True})
+    assert tensors.dtype == torch.long and 0 < int(tensors.sum()) < tensors.numel()
+    assert torch.equal(tensors, masks(ProcessorMixin, return_tensors="pt", processor_kwargs={"padding": True}))
+    assert masks(ours, processor_kwargs={"padding": False}) == masks(
+        ProcessorMixin, processor_kwargs={"padding": False}
+    )

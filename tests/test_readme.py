@@ -70,6 +70,28 @@ COVERED_ELSEWHERE = {
         "tests/test_recipes.py",
         "multi_node",
     ),
+    "ACCELERATE_USE_CPU=1 accelerate launch --config_file recipes/accelerate_configs/cpu_ddp.yaml recipes/sft.py --config recipes/configs/tiny/sft.yaml": (
+        "2-process launches take minutes; the same launch (ACCELERATE_USE_CPU=1, cpu_ddp.yaml) runs there",
+        "tests/test_training_scaleout_ddp.py",
+        "cpu_ddp",
+    ),
+    "ACCELERATE_USE_CPU=1 accelerate launch --config_file recipes/accelerate_configs/multi_node_cpu.yaml "
+    "--machine_rank 0 recipes/sft.py --config recipes/configs/tiny/sft.yaml": (
+        "two launches that wait for each other; both ranks run there and match one machine",
+        "tests/test_training_scaleout_ddp.py",
+        "multi_node_cpu",
+    ),
+    "ACCELERATE_USE_CPU=1 accelerate launch --config_file recipes/accelerate_configs/multi_node_cpu.yaml "
+    "--machine_rank 1 recipes/sft.py --config recipes/configs/tiny/sft.yaml": (
+        "the second half of the pair above",
+        "tests/test_training_scaleout_ddp.py",
+        "multi_node_cpu",
+    ),
+    "accelerate launch --config_file recipes/accelerate_configs/zero3_cpu.yaml recipes/sft.py --config recipes/configs/tiny/sft.yaml --ddp_backend gloo": (
+        "2-process DeepSpeed launches take minutes; ZeRO-2/3 on CPU run there and match one process",
+        "tests/test_training_scaleout_zero.py",
+        "zero3_cpu",
+    ),
     "openmind data download --dataset gsm8k --output data/gsm8k": (
         "needs the network; the converters run offline on upstream-format files (--input)",
         "tests/test_data_converters.py",
@@ -115,6 +137,11 @@ SPEED_FLAGS = {
         "outputs/my-sft",
     ],
     "python recipes/dpo.py --config recipes/configs/tiny/dpo.yaml --model_name_or_path outputs/tiny-sft": QUICK_TRAIN,
+    "python recipes/sft.py --config recipes/configs/small/sft.yaml --dataset_name my.jsonl --media_root my_media/": [
+        *QUICK_TRAIN,
+        "--output_dir",
+        "outputs/my-small-sft",
+    ],
     "openmind data check data/demo/instruct_train.jsonl --stats --preset tiny": ["--stats-samples", "32"],
     "openmind quantize --model outputs/tiny --bits 8 --output outputs/tiny-int8": ["--probe-tokens", "4"],
     "openmind quantize --model outputs/tiny --bits 4 --output outputs/tiny-int4": ["--probe-tokens", "4"],
@@ -177,6 +204,9 @@ CHECKS = {
         _check_files("outputs/my-sft/model.safetensors")
     ),
     "python recipes/dpo.py --config recipes/configs/tiny/dpo.yaml --model_name_or_path outputs/tiny-sft": _check_dpo,
+    "python recipes/sft.py --config recipes/configs/small/sft.yaml --dataset_name my.jsonl --media_root my_media/": (
+        _check_files("outputs/my-small-sft/model.safetensors")
+    ),
     "openmind data list": _check_output("webvid", "howto100m", "visual-genome", "laion", "cc12m", "math"),
     "openmind data check data/demo/instruct_train.jsonl": _check_output('"usable": 512'),
     "openmind data check data/demo/instruct_train.jsonl --stats --preset tiny": _check_output("[["),
@@ -425,7 +455,10 @@ def test_readme_bash_commands_run_and_do_what_they_say(tmp_path):
             elif command.startswith(SERVERS):
                 run_server(argv, clone, env)
             else:
-                if command.endswith("--dataset_name my.jsonl --media_root my_media/"):
+                if (
+                    command.endswith("--dataset_name my.jsonl --media_root my_media/")
+                    and not (clone / "my.jsonl").exists()
+                ):
                     write_own_jsonl(clone)
                 rc, output = runner.run([*argv, *SPEED_FLAGS.get(command, [])], clone / f"command-{i}.log")
                 assert rc == 0, f"README command {command!r} exited with {rc}\n{output[-3000:]}"

@@ -33,14 +33,9 @@ DEMO_VISION = {
     "image_size": 64,
     "patch_size": 4,
 }
-# init_std 0.02: the init the demo's steps and learning rates were tuned with (the tiny preset now scales its init to its
-# width, which real images needed; the demo's fixed-step targets are verified with this one).
-DEMO_OVERRIDES = {
-    "vision_config": DEMO_VISION,
-    "vision_projector_type": "pixel_shuffle",
-    "pixel_shuffle_factor": 4,
-    "init_std": 0.02,
-}
+# The preset's width-scaled init (std 0.125): with fixed steps (seed 0) it reached image 1.00 / audio 1.00 where the old
+# 0.02 init reached image 0.82 (shape questions confused) / audio 1.00.
+DEMO_OVERRIDES = {"vision_config": DEMO_VISION, "vision_projector_type": "pixel_shuffle", "pixel_shuffle_factor": 4}
 TASKS = ("image", "audio", "reasoning")
 CHANCE = {"image": 0.25, "audio": 0.25, "reasoning": 0.25}  # every answer comes from a closed set of four
 TARGETS = {"image": 0.90, "audio": 0.80}

@@ -270,3 +270,20 @@ def test_incremental_detokenizer_never_splits_characters(tiny_model_and_processo
     pieces = [detok.push(i) for i in ids]
     assert "".join(pieces) == tokenizer.decode(ids)
     assert not any("\ufffd" in p for p in pieces)
+
+
+def test_pil_pixel_limit_is_restored_whatever_order_apps_stop_in():
+    # Two apps (tests, the web chat's in-process server) may stop in the order they started: PIL's own value must
+    # come back, never the first app's limit.
+    from PIL import Image
+
+    from openmind_hf.serving.app import _PIXEL_LIMITS
+
+    original = Image.MAX_IMAGE_PIXELS
+    _PIXEL_LIMITS.start(1_000_000)
+    _PIXEL_LIMITS.start(4_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 1_000_000  # the strictest running app's
+    _PIXEL_LIMITS.stop(1_000_000)
+    assert Image.MAX_IMAGE_PIXELS == 4_000_000
+    _PIXEL_LIMITS.stop(4_000_000)
+    assert Image.MAX_IMAGE_PIXELS == original

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -111,6 +112,28 @@ def context_length(model, tokenizer) -> int:
     return min(sane)
 
 
+class _PixelLimits:
+    """`Image.MAX_IMAGE_PIXELS` while apps run: the smallest running app's limit; PIL's own value when none runs."""
+
+    def __init__(self):
+        self._lock, self._running, self._pil_value = threading.Lock(), [], None
+
+    def start(self, max_pixels: int) -> None:
+        with self._lock:
+            if not self._running:
+                self._pil_value = Image.MAX_IMAGE_PIXELS
+            self._running.append(max_pixels)
+            Image.MAX_IMAGE_PIXELS = min(self._running)
+
+    def stop(self, max_pixels: int) -> None:
+        with self._lock:
+            self._running.remove(max_pixels)
+            Image.MAX_IMAGE_PIXELS = min(self._running) if self._running else self._pil_value
+
+
+_PIXEL_LIMITS = _PixelLimits()
+
+
 def create_app(model, processor, settings: ServeSettings) -> FastAPI:
     """The server for one loaded `model` and its `processor`. Generation runs on `settings.generation_workers`
     threads started here and stopped at the app's shutdown; PIL's pixel limit is set while the app runs."""
@@ -134,13 +157,14 @@ def create_app(model, processor, settings: ServeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app):
-        # PIL's own bomb limit, process-wide, as a backstop (`decode_image` checks the header itself first);
-        # restored at shutdown so an app started in a test does not change PIL for the rest of the process.
-        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, settings.max_pixels
+        # PIL's own bomb limit, process-wide, as a backstop (`decode_image` checks the header itself first). Apps may
+        # start and stop in any order (tests, the web chat's in-process server): the limit is the smallest of the
+        # running apps', and PIL's own value comes back when the last one stops.
+        _PIXEL_LIMITS.start(settings.max_pixels)
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = previous
+            _PIXEL_LIMITS.stop(settings.max_pixels)
             engine.shutdown()
 
     app = FastAPI(title="OpenMind", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

@@ -40,7 +40,7 @@ def _write_video(path: Path, num_frames: int = 10, fps: int = 5, size: int = 16)
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
         for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 20 * i, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), (20 * i) % 256, np.uint8), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
@@ -110,7 +110,7 @@ def test_howto100m_caption_segments_become_clip_records(tmp_path):
     (raw / "raw_caption.json").write_text(json.dumps(HOWTO_CAPTIONS))
     media = tmp_path / "videos"
     _write_video(media / "-0hVTmxN-e0.mp4")
-    _write_video(media / "nVbIUDjzWY4.mkv")
+    _write_video(media / "nVbIUDjzWY4.mkv", num_frames=40)  # 8 s: its segment is 3.5-7.25 s
     counts = convert_dataset("howto100m", raw, tmp_path / "out", media_dir=media)
     assert counts["pretrain_train"] == 3 and counts["invalid"] == 2
     assert any("segment 2): empty text or bad span [5.1, 4.0]" in e for e in counts["invalid_examples"])

@@ -41,7 +41,10 @@ def test_the_card_of_a_real_run_records_stage_steps_and_metrics(sft_run):
     assert "No training record" not in card
     training = card[card.index("## Training") : card.index("## Usage")]
     loss = summary["metrics"]["train_loss"]
-    assert f"| sft | - | 2 | {summary['metrics']['epoch']:.4g} | 0.001 | {loss:.4g} |" in training
+    row = f"| sft | instruct_train.jsonl (local file) | 2 | {summary['metrics']['epoch']:.4g} | 0.001 | {loss:.4g} |"
+    assert row in training
+    assert str(sft_run.parent) not in card  # a local dataset is named by its file, the user's folders stay home
+    assert "datasets:" not in card.split("---")[1]  # Hub metadata lists Hub datasets only
     assert f"`train_loss` {loss:.4g}" in training and "`train_runtime`" in training
     assert "llm " in training and "vision " in training  # trainable parameters per tower
     assert "```python" in card and 'from_pretrained("me/tiny-sft"' in card  # usage

@@ -188,7 +188,8 @@ def _run_stage(folder: Path) -> dict:
     summary = _read_json(folder / RUN_SUMMARY)
     metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
     args = _read_json(folder / "training_args.json") if (folder / "training_args.json").is_file() else {}
-    stage = {key: summary[key] for key in (*DATA_KEYS, *START_KEYS) if summary.get(key)}
+    stage = {key: summary[key] for key in START_KEYS if summary.get(key)}
+    stage.update({key: _public_data(summary[key]) for key in DATA_KEYS if summary.get(key)})
     stage.update(
         stage=summary.get("stage"),
         global_step=summary.get("global_step"),
@@ -240,12 +241,26 @@ def _run_section(stages: list[dict]) -> str:
     return "\n".join(lines)
 
 
+LOCAL = " (local file)"
+
+
+def _public_data(value):
+    """A published card names local data by its file name only (the user's folders stay home); Hub ids stay."""
+    if isinstance(value, (list, tuple)):
+        return [_public_data(v) for v in value]
+    text = str(value)
+    if Path(text).is_absolute() or text.startswith((".", "~")) or Path(text).exists():
+        return Path(text).name + LOCAL
+    return text
+
+
 def _data_names(stages: list[dict]) -> list[str]:
+    """Dataset names for the card's metadata: Hub ids only (local files are not datasets anyone can look up)."""
     names: list[str] = []
     for stage in stages:
         data = next((stage[k] for k in DATA_KEYS if stage.get(k)), [])
         names += [data] if isinstance(data, str) else [str(d) for d in data]
-    return list(dict.fromkeys(names))
+    return [name for name in dict.fromkeys(names) if not name.endswith(LOCAL)]
 
 
 def training_section(model_dir: Path) -> tuple[str, list[str]]:

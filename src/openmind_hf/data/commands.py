@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(needs --model DIR or --preset tiny)",
     )
     check.add_argument("--model", default=None, help="--stats: checkpoint folder whose processor encodes samples")
-    check.add_argument("--preset", choices=("tiny",), default=None, help="--stats: use a preset's processor")
+    check.add_argument("--preset", choices=("tiny", "small"), default=None, help="--stats: use a preset's processor")
     check.add_argument("--max-length", type=int, default=None, help="--stats: count samples over this many tokens")
     check.add_argument("--stats-samples", type=int, default=2000, help="--stats: tokenize at most this many")
     check.add_argument("--preview", type=int, default=3, help="--stats: samples to show as the model sees them")
@@ -92,11 +92,12 @@ def _stats_processor(args):
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(args.model)
-    from ..building.presets import load_tiny_tokenizer, tiny_config
+    from ..building.presets import load_tiny_tokenizer, small_config, tiny_config
     from ..building.processor import build_processor
 
     tokenizer = load_tiny_tokenizer()
-    return build_processor(tiny_config(tokenizer), tokenizer)
+    config = (small_config if args.preset == "small" else tiny_config)(tokenizer)
+    return build_processor(config, tokenizer)
 
 
 def _run_check(args) -> int:

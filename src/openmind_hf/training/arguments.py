@@ -45,7 +45,7 @@ class ModelArguments:
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "OpenMind checkpoint dir or Hub id."})
-    preset: str | None = field(default=None, metadata={"help": "Build a random preset instead: 'tiny'."})
+    preset: str | None = field(default=None, metadata={"help": "Build a random preset instead: 'tiny' or 'small'."})
     preset_overrides: dict | str | None = field(
         default=None, metadata={"help": "JSON object of OpenMindConfig overrides for the preset, e.g. pixel_shuffle."}
     )

@@ -135,3 +135,24 @@ def test_preflight_catches_every_faulty_record_but_a_truncated_jpeg_at_load(tmp_
     for i in range(len(dataset)):
         dataset[i]
     assert sorted(report.ids) == sorted(info["bad_ids"])
+
+
+def test_data_check_reads_preference_pairs_as_the_dpo_preflight_error_tells_users_to(tmp_path, capsys):
+    # The DPO/reward pre-flight error says "run `openmind data check FILE`": it must understand pairs.
+    from openmind_hf.cli import main
+    from openmind_hf.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(tmp_path, seed=0, num_train=6, num_test=0)
+    lines = (tmp_path / "preference_train.jsonl").read_text().splitlines()
+    assert main(["data", "check", str(tmp_path / "preference_train.jsonl")]) == 0
+    assert json.loads(capsys.readouterr().out)["kinds"] == {"preference": len(lines)}
+
+    broken = json.loads(lines[2]) | {"id": "lost-pair", "images": ["images/not-there.png"]}
+    bad = tmp_path / "pairs_with_a_missing_image.jsonl"
+    bad.write_text("\n".join([*lines[:2], json.dumps(broken), *lines[3:]]) + "\n")
+    assert main(["data", "check", str(bad)]) == 3  # a check lists every bad record (skip is its default)
+    out = json.loads(capsys.readouterr().out)
+    assert out["usable"] == len(lines) - 1 and out["skipped"]["count"] == 1
+    assert main(["data", "check", str(bad), "--on-error", "raise"]) == 1
+    err = capsys.readouterr().err
+    assert "lost-pair" in err and "not-there.png" in err and "Traceback" not in err

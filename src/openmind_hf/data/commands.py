@@ -116,6 +116,15 @@ def _run_check(args) -> int:
         stats = DatasetStats(_stats_processor(args), args.stats_samples, args.preview, args.max_length)
     report = SkipReport()
     record_filter = RecordFilter(min_quality_score=args.min_quality_score)
+    checks = RecordChecks(confine_media_to_root=args.confine_media_to_root)
+    if _holds_pairs(args.source, args.split):
+        if stats is not None:
+            print(
+                "openmind data check: --stats reads pretraining and chat records, not preference pairs",
+                file=sys.stderr,
+            )
+            return 2
+        return _check_pairs(args, record_filter, report, checks)
     kinds: dict[str, int] = {}
     try:
         for sample in iter_samples(
@@ -126,7 +135,7 @@ def _run_check(args) -> int:
             report=report,
             decode=True,
             split=args.split,
-            checks=RecordChecks(confine_media_to_root=args.confine_media_to_root),
+            checks=checks,
         ):
             kinds[sample["kind"]] = kinds.get(sample["kind"], 0) + 1
             if stats is not None:
@@ -145,6 +154,46 @@ def _run_check(args) -> int:
     print(json.dumps(summary, indent=2))
     if stats is not None:
         _print_stats(summary["stats"])
+    print(report.summary(), file=sys.stderr)
+    return 0 if report.count == 0 else 3
+
+
+def _holds_pairs(source, split: str) -> bool:
+    """True when the first readable record is a preference pair (`chosen` + `rejected`: DPO / reward data)."""
+    from .loading import iter_records
+
+    try:
+        for ref in iter_records(source, split=split):
+            if isinstance(ref.record, dict):
+                return "chosen" in ref.record and "rejected" in ref.record
+    except Exception:  # unreadable sources are reported by the full check that follows
+        return False
+    return False
+
+
+def _check_pairs(args, record_filter, report, checks) -> int:
+    """`data check` for preference pairs: every pair normalised, its media checked and decoded."""
+    from .errors import DataError
+    from .preference import PreferenceDataset
+
+    try:
+        pairs = PreferenceDataset(
+            args.source,
+            media_root=args.media_root,
+            on_error=args.on_error,
+            report=report,
+            record_filter=record_filter,
+            split=args.split,
+            checks=checks,
+        )
+        for index in range(len(pairs)):
+            pairs[index]  # decodes the pair's media; a bad one is counted (skip) or raised
+        usable = len(pairs) - len(pairs._bad)
+    except DataError as err:
+        print(f"openmind data check: {err}", file=sys.stderr)
+        return 1
+    summary = {"usable": usable, "kinds": {"preference": usable}, "filtered": record_filter.filtered}
+    print(json.dumps({**summary, "skipped": report.to_dict(20)}, indent=2))
     print(report.summary(), file=sys.stderr)
     return 0 if report.count == 0 else 3
 

@@ -19,7 +19,14 @@ from openmind_hf.training.arguments import DataArguments, GRPOScriptArguments, M
 from openmind_hf.training.data import PromptStore, index_dataset, load_chat_store
 from openmind_hf.training.model_setup import prepare_model
 from openmind_hf.training.rewards import get_reward_functions
-from openmind_hf.training.run import finish_run, reference_model, save_final_model, start_run, tower_lrs
+from openmind_hf.training.run import (
+    finish_run,
+    one_line_data_errors,
+    reference_model,
+    save_final_model,
+    start_run,
+    tower_lrs,
+)
 from openmind_hf.training.trainers import OpenMindGRPOTrainer
 
 
@@ -84,6 +91,7 @@ def main(model_args, data_args, script_args, training_args, callbacks=None):
 
 
 if __name__ == "__main__":
-    parser = make_parser()
-    model_args, data_args, script_args, training_args = parser.parse_args_and_config()
-    main(model_args, data_args, script_args, training_args)
+    with one_line_data_errors("recipes/grpo.py"):
+        parser = make_parser()
+        model_args, data_args, script_args, training_args = parser.parse_args_and_config()
+        main(model_args, data_args, script_args, training_args)

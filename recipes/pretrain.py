@@ -24,6 +24,7 @@ from pathlib import Path
 from trl import TrlParser
 
 from openmind_hf.training.arguments import DataArguments, ModelArguments, OpenMindSFTConfig
+from openmind_hf.training.run import one_line_data_errors
 
 
 def _sft_recipe():
@@ -49,6 +50,7 @@ def main(model_args, data_args, training_args, callbacks=None):
 
 
 if __name__ == "__main__":
-    parser = make_parser()
-    model_args, data_args, training_args = parser.parse_args_and_config()
-    main(model_args, data_args, training_args)
+    with one_line_data_errors("recipes/pretrain.py"):
+        parser = make_parser()
+        model_args, data_args, training_args = parser.parse_args_and_config()
+        main(model_args, data_args, training_args)

@@ -19,7 +19,7 @@ from openmind_hf.training.arguments import DataArguments, ModelArguments, OpenMi
 from openmind_hf.training.collators import RewardCollator
 from openmind_hf.training.data import indexed_inputs, load_preference_store, load_train_and_eval
 from openmind_hf.training.model_setup import prepare_model
-from openmind_hf.training.run import finish_run, save_final_model, start_run, tower_lrs
+from openmind_hf.training.run import finish_run, one_line_data_errors, save_final_model, start_run, tower_lrs
 from openmind_hf.training.trainers import OpenMindRewardTrainer
 
 
@@ -73,6 +73,7 @@ def main(model_args, data_args, training_args, callbacks=None):
 
 
 if __name__ == "__main__":
-    parser = make_parser()
-    model_args, data_args, training_args = parser.parse_args_and_config()
-    main(model_args, data_args, training_args)
+    with one_line_data_errors("recipes/reward.py"):
+        parser = make_parser()
+        model_args, data_args, training_args = parser.parse_args_and_config()
+        main(model_args, data_args, training_args)

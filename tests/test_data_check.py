@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -88,6 +89,16 @@ def test_a_recipe_with_a_missing_image_stops_before_step_1(data, tmp_path, capsy
     assert err[-1].startswith(f"openmind train: {path}:4:") and "--on_error skip" in err[-1]
     assert not any("Traceback" in line for line in err)
     assert not list(out.glob("checkpoint-*"))
+
+    # `python recipes/sft.py ...`, as the README runs it: the same one line, exit 1, no traceback.
+    import subprocess
+    import sys
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "sft.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(recipe), *argv], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and f"recipes/sft.py: {path}:4:" in done.stderr
 
 
 def test_data_check_stats_shows_lengths_media_and_the_labelled_span(data, capsys):

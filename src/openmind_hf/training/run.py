@@ -9,13 +9,16 @@ summary = finish_run("sft", trainer, train_output, report, started, merged_dir)
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import sys
 import time
 
 from transformers import set_seed
 
+from ..data.errors import DataError
 from ..data.policy import SkipReport
 from .arguments import DataArguments, ModelArguments
 from .distributed import check_distributed_launch, honour_zero3_init_flag
@@ -150,4 +153,23 @@ def _write_model_card(output_dir: str, merged_dir: str | None) -> None:
             write_model_card(folder)
 
 
-__all__ = ["LOG_HISTORY", "finish_run", "reference_model", "save_final_model", "start_run", "tower_lrs"]
+@contextlib.contextmanager
+def one_line_data_errors(program: str):
+    """Bad data is the user's to fix: a `DataError` ends the run with its one line (file:line:column, what is wrong,
+    what to do) and exit status 1, not a traceback. Wraps a recipe's `__main__` and `openmind train`."""
+    try:
+        yield
+    except DataError as err:
+        print(f"{program}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+__all__ = [
+    "LOG_HISTORY",
+    "one_line_data_errors",
+    "finish_run",
+    "reference_model",
+    "save_final_model",
+    "start_run",
+    "tower_lrs",
+]

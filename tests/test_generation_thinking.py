@@ -89,7 +89,11 @@ def test_thinking_off_generates_no_thinking_text(thinker, budget):
 @pytest.mark.parametrize("budget", [0, 1, 4])
 def test_a_budget_of_n_gives_at_most_n_thinking_tokens_then_an_answer(thinker, budget):
     model, processor = thinker
-    start, end, eos = model.config.think_start_token_id, model.config.think_end_token_id, processor.tokenizer.eos_token_id
+    start, end, eos = (
+        model.config.think_start_token_id,
+        model.config.think_end_token_id,
+        processor.tokenizer.eos_token_id,
+    )
     tokens = _generate(model, processor, thinking=True, thinking_budget=budget)
     assert tokens[0] == start and tokens.count(start) == 1 and tokens.count(end) == 1
     closed = tokens.index(end)

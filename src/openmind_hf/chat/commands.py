@@ -15,10 +15,11 @@ a few PNG frames per video instead and never hear it; `--video-as` overrides the
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from pathlib import Path
+
+from ..serving.commands import is_loopback  # the same rule decides where --auth is required
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,19 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--device", help="e.g. cpu or cuda (default: where from_pretrained puts it)")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def parse_auth(args) -> tuple[str, str] | None:
     """`--auth USER:PASSWORD` -> (user, password); a non-loopback bind or `--share` without it is refused."""
     if args.auth is None:
-        if not _is_loopback(args.host) or args.share:
+        if not is_loopback(args.host) or args.share:
             raise ValueError("the page would be reachable from other machines: pass --auth USER:PASSWORD.")
         return None
     user, sep, password = args.auth.partition(":")

@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (IPv4 or IPv6, bracketed or not)."""
     if host == "localhost":
         return True
     try:
@@ -96,7 +97,7 @@ def _api_key(args) -> str | None:
             f"no API key. Set ${args.api_key_env} (or pass --api-key-env NAME), "
             "or pass --no-api-key to serve without one on a loopback address."
         )
-    if key is None and not _is_loopback(args.host):
+    if key is None and not is_loopback(args.host):
         raise ValueError(f"--no-api-key is only allowed on loopback hosts, not {args.host!r}.")
     return key
 

@@ -104,3 +104,32 @@ def test_a_real_command_prints_no_dependency_noise(tmp_path):
     result = _python(code)
     _assert_quiet(result, "openmind preset tiny")
     assert "Setting accelerator" not in result.stderr and "Saved the 'tiny' preset" in result.stdout
+
+
+def test_torchao_is_imported_only_when_quantizing(tmp_path):
+    """transformers imports torchao (0.7 s, CUDA-kernel noise) whenever it is installed; through openmind_hf it loads
+    only for a torchao checkpoint: building, loading and running a plain model leave it out, and quantizing to
+    int8, saving (transformers' torchao save path) and loading the int8 checkpoint back still work."""
+    pytest.importorskip("torchao", reason="needs torchao (pip install 'openmind-hf[quant]')")
+    plain, int8 = tmp_path / "tiny", tmp_path / "int8"
+    code = (
+        "import sys, torch\n"
+        "from openmind_hf.cli import main\n"
+        f"main(['preset', 'tiny', '--output', {str(plain)!r}])\n"
+        "from transformers import AutoModelForImageTextToText, AutoProcessor, pipeline\n"
+        f"model = AutoModelForImageTextToText.from_pretrained({str(plain)!r})\n"
+        f"pipe = pipeline('image-text-to-text', model=model, processor=AutoProcessor.from_pretrained({str(plain)!r}))\n"
+        "pipe(text=[{'role': 'user', 'content': [{'type': 'text', 'text': 'hi'}]}], max_new_tokens=2)\n"
+        "print('plain', 'torchao' in sys.modules)\n"
+        "from openmind_hf.export.quantize import quantize_checkpoint\n"
+        f"quantize_checkpoint({str(plain)!r}, {str(int8)!r}, bits=8, probe_new_tokens=2)\n"
+        "print('quantized', 'torchao' in sys.modules)\n"
+        f"reloaded = AutoModelForImageTextToText.from_pretrained({str(int8)!r})\n"
+        "print('int8', type(reloaded.get_submodule('model.language_model.layers.0.self_attn.q_proj').weight).__name__)\n"
+    )
+    result = _python(code)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "plain False" in lines, result.stdout
+    assert "quantized True" in lines and "int8 Int8Tensor" in lines, result.stdout
+    assert "Failed to load" not in result.stderr

@@ -13,6 +13,11 @@ Two dependencies log warnings while they import, on every command, about nothing
 transformers imports whenever it is installed) prints "Failed to load ... .so" for its CUDA-only kernels and torch
 `_pytree` Enum deprecations; deepspeed (which accelerate imports in `save_pretrained` when it is installed) prints
 "Setting accelerator to CPU". Their loggers are quieted while those packages' modules execute, and only then.
+
+transformers' torchao quantizer module imports torchao at module level whenever it is installed (0.7 s and the noise
+above, on every model load). It runs here with torchao reported absent, then gets the one torchao name it imports
+(`flatten_tensor_state_dict`, used when saving a torchao model) as a wrapper that imports it on first call: torchao
+loads when a torchao checkpoint is quantized, saved or loaded, and not otherwise (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 # package imported -> loggers that warn while it imports on a CPU machine (see the module docstring).
 _NOISY_IMPORTS = {"torchao": ("torchao", "torch.utils._pytree"), "deepspeed": ("DeepSpeed",)}
 _NOISY_IMPORT_LOGGERS = tuple(name for names in _NOISY_IMPORTS.values() for name in names)
+_TORCHAO_QUANTIZER = "transformers.quantizers.quantizer_torchao"
 _registered = False
 
 
@@ -102,6 +108,27 @@ def _register() -> None:
     OpenMindProcessor.register_for_auto_class()
 
 
+def _flatten_tensor_state_dict(*args, **kwargs):
+    from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+
+    return flatten_tensor_state_dict(*args, **kwargs)
+
+
+def _exec_torchao_quantizer(run_module, module) -> None:
+    """Runs transformers' torchao quantizer module without importing torchao (see the module docstring)."""
+    import transformers.utils as hf_utils
+
+    is_torchao_available = hf_utils.is_torchao_available
+    hf_utils.is_torchao_available = lambda *args, **kwargs: False
+    try:
+        run_module(module)
+    finally:
+        hf_utils.is_torchao_available = is_torchao_available
+    module.is_torchao_available = is_torchao_available  # its runtime checks see the real answer
+    if is_torchao_available() and not hasattr(module, "flatten_tensor_state_dict"):
+        module.flatten_tensor_state_dict = _flatten_tensor_state_dict
+
+
 def _half_initialised_openmind_module(except_name: str) -> bool:
     # `__spec__._initializing` is what the import system itself sets while a module's code runs (importlib._bootstrap).
     for name, module in list(sys.modules.items()):
@@ -131,7 +158,10 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         # Submodules too: transformers imports `torchao.prototype.*` after `torchao`.
         quiet = fullname.split(".")[0] in _NOISY_IMPORTS
-        if not quiet and (_registered or not (fullname == "transformers" or fullname.startswith("openmind_hf."))):
+        lazy_torchao = fullname == _TORCHAO_QUANTIZER
+        if not (quiet or lazy_torchao) and (
+            _registered or not (fullname == "transformers" or fullname.startswith("openmind_hf."))
+        ):
             return None
         spec = self._find_with_the_others(fullname, path, target)
         loader = getattr(spec, "loader", None)
@@ -141,6 +171,8 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         run_module = loader.exec_module
 
         def exec_module(module):
+            if lazy_torchao:
+                return _exec_torchao_quantizer(run_module, module)
             if quiet:
                 with quiet_dependency_imports():
                     return run_module(module)
@@ -160,7 +192,8 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         return None
 
 
-# Stays on `sys.meta_path` after registering, for the noisy packages only (one string check per import).
+# Stays on `sys.meta_path` after registering, for the noisy packages and the torchao quantizer only (a string check or
+# two per import).
 _FINDER = _RegisterAfterImport()
 
 

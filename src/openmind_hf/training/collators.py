@@ -22,20 +22,36 @@ def _media(samples: list[dict]) -> tuple[list | None, list | None, list | None]:
 
 
 class CachedChatCollator(OpenMindCollator):
-    """`OpenMindCollator` that keeps each sample's encoding (token ids, labels, media tensors) after its first batch,
-    keyed by sample id: later epochs skip the chat template, tokenizer, image processor and feature extractor.
-    Memory grows with the dataset (~45 KB per tiny-preset sample); meant for multi-epoch runs on small data."""
+    """`OpenMindCollator` that keeps each sample's encoding (token ids, labels, media tensors) after its first batch:
+    later epochs skip the chat template, tokenizer, image processor and feature extractor, and (through
+    `IndexedCollator`, which asks `is_cached` first) reading and decoding the media. Samples are keyed by their
+    `cache_key` (`IndexedCollator` sets `(store, index)`, so a train and an eval record sharing an id never mix),
+    else by `id`. Memory grows with the dataset (~45 KB per tiny-preset sample); meant for multi-epoch runs on small
+    data."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._cache: dict[str, dict] = {}
+        self._cache: dict = {}
+
+    def is_cached(self, key) -> bool:
+        return key in self._cache
 
     def _encode_all(self, samples: list) -> list[dict]:
-        missing = [s for s in samples if s is not None and s.get("id") not in self._cache]
+        samples = [s for s in samples if s is not None]
+        missing = [s for s in samples if _cache_key(s) not in self._cache]
         if missing:
-            for item in super()._encode_all(missing):
-                self._cache[item["id"]] = item
-        return [self._cache[s.get("id")] for s in samples if s is not None and s.get("id") in self._cache]
+            # The base keeps the batch's order and leaves out rejected samples: walk both lists together.
+            items = iter(super()._encode_all(missing))
+            item = next(items, None)
+            for sample in missing:
+                if item is not None and item["id"] == sample.get("id"):
+                    self._cache[_cache_key(sample)] = item
+                    item = next(items, None)
+        return [self._cache[_cache_key(s)] for s in samples if _cache_key(s) in self._cache]
+
+
+def _cache_key(sample: dict):
+    return sample["cache_key"] if "cache_key" in sample else sample.get("id")
 
 
 def _render(processor, messages: list[dict], enable_thinking: bool, add_generation_prompt: bool) -> str:

@@ -209,7 +209,9 @@ def within_budget(store, max_length: int | None) -> list[int]:
 
 class IndexedCollator:
     """
-    Turns rows `{"index": i, "store": name}` into samples of `stores[name]`, then calls `collator(samples)`.
+    Turns rows `{"index": i, "store": name}` into samples of `stores[name]`, then calls `collator(samples)`. With a
+    caching collator (one with `is_cached(key)`, e.g. `CachedChatCollator`), each sample carries
+    `cache_key=(store, index)`, and a sample already encoded is passed as `{"cache_key": key}` without being read.
 
     Args:
         stores (`dict[str, Dataset]`): the stores by name (`"train"`, `"eval"`); None values are left out.
@@ -220,7 +222,15 @@ class IndexedCollator:
         self.stores, self.collator = {k: v for k, v in stores.items() if v is not None}, collator
 
     def __call__(self, rows: list[dict]) -> dict:
-        return self.collator([self.stores[row.get("store", "train")][int(row["index"])] for row in rows])
+        is_cached = getattr(self.collator, "is_cached", None)  # a caching collator (CachedChatCollator)
+        if is_cached is None:
+            return self.collator([self.stores[row.get("store", "train")][int(row["index"])] for row in rows])
+        samples = []
+        for row in rows:
+            key = (row.get("store", "train"), int(row["index"]))
+            # An encoded sample is not read again: its media were decoded once, on its first batch.
+            samples.append({"cache_key": key} if is_cached(key) else {**self.stores[key[0]][key[1]], "cache_key": key})
+        return self.collator(samples)
 
 
 def indexed_inputs(train_store, eval_store, collator) -> dict:

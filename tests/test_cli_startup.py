@@ -133,3 +133,22 @@ def test_torchao_is_imported_only_when_quantizing(tmp_path):
     assert "plain False" in lines, result.stdout
     assert "quantized True" in lines and "int8 Int8Tensor" in lines, result.stdout
     assert "Failed to load" not in result.stderr
+
+
+def test_the_torchao_quantizer_imports_only_the_name_openmind_defers():
+    """`_registration` runs transformers' torchao quantizer with torchao reported absent and supplies the one name its
+    module-level `if is_torchao_available():` block imports; a transformers version importing more there would leave
+    a name undefined: this names it."""
+    import ast
+    import importlib.util
+
+    from openmind_hf._registration import _TORCHAO_QUANTIZER
+
+    source = open(importlib.util.find_spec(_TORCHAO_QUANTIZER).origin).read()
+    imported = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.If) and "is_torchao_available" in ast.unparse(node.test):
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    imported.update(alias.asname or alias.name for alias in inner.names)
+    assert imported == {"flatten_tensor_state_dict"}, f"{_TORCHAO_QUANTIZER} now imports {sorted(imported)}"

@@ -133,6 +133,29 @@ def test_media_outside_the_root_is_accepted_by_default_and_refused_when_confined
         OpenMindDataset(outside, checks=RecordChecks(confine_media_to_root=True))
 
 
+def test_media_in_hf_content_blocks_are_checked_and_confined_too(outside):
+    """The checks read media wherever the record format puts them: an HF `messages` record naming a picture in a
+    content block gets the same existence check and the same confinement as a top-level `image`."""
+    root = outside.parent
+    secret = root.parent / "elsewhere" / "secret.png"
+
+    def hf(i, path):
+        content = [{"type": "image", "image": path}, {"type": "text", "text": "What is it?"}]
+        return {"id": f"hf{i}", "messages": [{"role": "user", "content": content},
+                                             {"role": "assistant", "content": "a square"}]}  # fmt: skip
+
+    path = root / "hf.jsonl"
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in [hf(0, "inside.png"), hf(1, str(secret)), hf(2, "gone.png")])
+    )
+    assert len(OpenMindDataset(path, on_error="skip", checks=RecordChecks())) == 2  # gone.png: not found
+    report = SkipReport()
+    confined = OpenMindDataset(path, on_error="skip", report=report, checks=RecordChecks(confine_media_to_root=True))
+    assert [confined[i]["id"] for i in range(len(confined))] == ["hf0"]
+    assert sorted(report.ids) == ["hf1", "hf2"]
+    assert any("outside the media root" in reason for reason in report.reasons)
+
+
 def test_json_files_and_tar_shards_with_bad_bytes_or_deep_nesting_are_counted_too(tmp_path):
     import io
     import tarfile
@@ -160,3 +183,21 @@ def test_json_files_and_tar_shards_with_bad_bytes_or_deep_nesting_are_counted_to
     assert reasons["b_latin1.json"] == "invalid UTF-8 (byte 0xe9 at line 3, column 16)"
     with pytest.raises(DataError, match=r"b_latin1\.json:3:16 .*invalid UTF-8"):
         list(iter_samples(folder / "b_latin1.json"))
+
+
+def test_preference_pairs_index_and_iterate_like_samples(tmp_path):
+    """Both map-style datasets share one replace-bad-items rule: an index past the end raises IndexError (so a plain
+    `for pair in pairs` ends) instead of wrapping around to another pair."""
+    from openmind_hf.data.preference import PreferenceDataset
+
+    pair = {"id": "p0", "prompt": "Which?", "chosen": "this one", "rejected": "that one"}
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(pair) + "\n")
+    pairs = PreferenceDataset(path)
+    assert len(list(pairs)) == 1
+    with pytest.raises(IndexError, match="out of range for a dataset of 1 pairs"):
+        pairs[1]
+    samples = OpenMindDataset([_chat(0, image=None)])
+    assert len(list(samples)) == 1
+    with pytest.raises(IndexError, match="1 samples"):
+        samples[1]

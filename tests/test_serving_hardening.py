@@ -557,3 +557,27 @@ def test_validation_errors_name_fields_by_position():
         "Invalid request: messages[1].content[0].text.<unknown field>: unknown field; remove it; "
         "messages[0].role: not one of the allowed values; messages[2]: invalid value"
     )
+
+
+def test_every_field_of_the_request_schema_may_be_named_in_an_error():
+    """The names an error may repeat come from the request model itself: a video part's fields are named, as an
+    image part's are (a hand-kept list once left the video parts out: `<unknown field>.<unknown field>...`)."""
+    import pydantic
+
+    from openmind_hf.serving.errors import describe_validation_errors
+    from openmind_hf.serving.schemas import FIELD_NAMES, ChatCompletionRequest
+
+    assert {
+        "video_url",
+        "missing_audio",
+        "input_audio",
+        "image_url",
+        "include_usage",
+        "enable_thinking",
+    } <= FIELD_NAMES
+    part = {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA", "missing_audio": "nope"}}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        ChatCompletionRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": [part]}]})
+    text = describe_validation_errors(caught.value.errors())
+    assert "messages[0].content[0].video_url.video_url.missing_audio: not one of the allowed values" in text
+    assert "<unknown field>" not in text

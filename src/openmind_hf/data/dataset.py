@@ -31,7 +31,7 @@ from .errors import DataError
 from .formats import normalize_record
 from .loading import RecordFilter, RecordRef, iter_records, normalize_ref
 from .media import DEFAULT_SAMPLING_RATE, decode_sample_media
-from .policy import SkipReport, check_on_error, handle_error
+from .policy import ReplacesBadItems, SkipReport, check_on_error, handle_error
 from .validate import text_chars
 
 
@@ -84,7 +84,7 @@ class _SampleLoader:
             ) from err
 
 
-class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
+class OpenMindDataset(ReplacesBadItems, torch.utils.data.Dataset, _SampleLoader):
     """Map-style dataset of canonical samples.
 
     Args:
@@ -155,27 +155,8 @@ class OpenMindDataset(torch.utils.data.Dataset, _SampleLoader):
         raw_id = ref.record.get("id") if isinstance(ref.record, dict) else None
         return ref.source, ref.line, str(raw_id) if raw_id is not None else f"{ref.source}:{ref.line}"
 
-    def __iter__(self):
-        # Without this, `for sample in dataset` would never end: __getitem__ wraps indices (to replace bad samples)
-        # and so never raises the IndexError that ends Python's legacy iteration protocol.
-        return (self[i] for i in range(len(self)))
-
-    def __getitem__(self, index: int) -> dict:
-        n = len(self._refs)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n} samples")
-        for step in range(n):
-            i = (index + step) % n
-            if i in self._bad:
-                continue
-            try:
-                sample = self.load(self._refs[i])
-                if sample is not None:
-                    return sample
-            except DataError as err:
-                handle_error(err, self.on_error, self.skip_report)
-                self._bad.add(i)  # per process: each worker learns it once
-        raise DataError("every sample failed to load", source=str(self.source)[:200], hint=self.skip_report.summary())
+    def _load_item(self, index: int) -> dict | None:
+        return self.load(self._refs[index])
 
 
 class OpenMindIterableDataset(torch.utils.data.IterableDataset, _SampleLoader):

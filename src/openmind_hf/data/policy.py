@@ -152,4 +152,44 @@ def handle_error(error: DataError, on_error: str, report: SkipReport | None) -> 
         report.add(error)
 
 
-__all__ = ["ON_ERROR_CHOICES", "OnError", "SkipRecord", "SkipReport", "check_on_error", "handle_error"]
+class ReplacesBadItems:
+    """Map-style indexing where a bad item is handled by the `on_error` policy and replaced by the next good one
+    (under "skip" a long run never dies on one bad file). Subclasses set `on_error`, `skip_report`, `source` and
+    `_bad` (a set) and define `__len__` and `_load_item(i)` (the item, None to pass over it, or raise `DataError`)."""
+
+    _item_name = "sample"
+
+    def __iter__(self):
+        # Without this, `for item in dataset` would never end: indices wrap (to replace bad items), so the IndexError
+        # that ends Python's legacy iteration protocol never comes.
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: int):
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} {self._item_name}s")
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._bad:
+                continue
+            try:
+                item = self._load_item(i)
+                if item is not None:
+                    return item
+            except DataError as err:
+                handle_error(err, self.on_error, self.skip_report)
+                self._bad.add(i)  # per process: each worker learns it once
+        raise DataError(
+            f"every {self._item_name} failed to load", source=str(self.source)[:200], hint=self.skip_report.summary()
+        )
+
+
+__all__ = [
+    "ON_ERROR_CHOICES",
+    "OnError",
+    "ReplacesBadItems",
+    "SkipRecord",
+    "SkipReport",
+    "check_on_error",
+    "handle_error",
+]

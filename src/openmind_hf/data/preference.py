@@ -17,7 +17,7 @@ from .errors import DataError
 from .formats import normalize_record
 from .loading import RecordFilter, RecordRef, iter_records
 from .media import decode_sample_media, resolve_media_paths
-from .policy import SkipReport, check_on_error, handle_error
+from .policy import ReplacesBadItems, SkipReport, check_on_error, handle_error
 
 _MEDIA_KEYS = {"image", "images", "audio", "audios", "video", "videos"}
 
@@ -84,7 +84,7 @@ def normalize_preference_record(record: dict, *, source: str | None = None, line
     }
 
 
-class PreferenceDataset(torch.utils.data.Dataset):
+class PreferenceDataset(ReplacesBadItems, torch.utils.data.Dataset):
     """
     Map-style dataset of preference pairs with decoded media, under the bad-data policy: under `on_error="skip"` a
     bad record is counted in `report` and, when its media fail to decode later, replaced by the next good pair.
@@ -98,6 +98,8 @@ class PreferenceDataset(torch.utils.data.Dataset):
             are filtered out, not counted as errors.
         **kw: passed to `iter_records` (`split`, `name`, ...).
     """
+
+    _item_name = "pair"
 
     def __init__(
         self,
@@ -131,19 +133,9 @@ class PreferenceDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def __getitem__(self, index: int) -> dict:
-        n = len(self._pairs)
-        for step in range(n):
-            i = (index + step) % n
-            if i in self._bad:
-                continue
-            pair, ref = self._pairs[i]
-            try:
-                return decode_sample_media(pair, source=ref.source, line=ref.line)
-            except DataError as error:
-                handle_error(error, self.on_error, self.skip_report)
-                self._bad.add(i)
-        raise DataError("every pair failed to load", source=str(self.source)[:200], hint=self.skip_report.summary())
+    def _load_item(self, index: int) -> dict:
+        pair, ref = self._pairs[index]
+        return decode_sample_media(pair, source=ref.source, line=ref.line)
 
 
 __all__ = ["PreferenceDataset", "normalize_preference_record"]

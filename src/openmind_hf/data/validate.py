@@ -28,7 +28,7 @@ from .errors import DataError
 CHARS_PER_TOKEN = 16
 _MEDIA_FIELDS = {"image": "image", "images": "image", "audio": "audio", "audios": "audio"}
 _MEDIA_FIELDS |= {"video": "video", "videos": "video"}
-_REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "hf://")
+_REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "hf://")  # as data.media's (it loads numpy)
 
 
 class DataErrorAt(DataError):
@@ -115,15 +115,21 @@ def parse_jsonl_line(raw: bytes, path: str, number: int) -> tuple[dict | None, D
 # --------------------------------------------------------------------------------------------------- media
 
 
-def _media_items(record: dict) -> list[tuple[str, object]]:
-    """`(kind, item)` for every media item a raw record names at its top level (any accepted format)."""
-    items = []
-    for key, kind in _MEDIA_FIELDS.items():
-        value = record.get(key)
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if item is not None:
-                items.append((kind, item))
-    return items
+def _media_items(record: dict, source: str, line: int | None) -> list[tuple[str, object]]:
+    """`(kind, item)` for every media item of a raw record: those of its canonical sample (top-level keys and HF
+    content blocks), or, for a record that is no chat (a preference pair) or does not normalise, its top-level keys."""
+    from .formats import normalize_record
+
+    try:
+        sample = normalize_record(record, source=source, line=line)
+    except Exception:  # noqa: BLE001 - its media are still checked; the loader reports the record's own problem
+        sample = {f"{kind}s": [] for kind in _MEDIA_FIELDS.values()}
+        for key, kind in _MEDIA_FIELDS.items():
+            value = record.get(key)
+            sample[f"{kind}s"] += [
+                v for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None
+            ]
+    return [(kind, item) for kind in ("image", "audio", "video") for item in sample.get(f"{kind}s") or []]
 
 
 def _local_path(item: object) -> str | None:
@@ -204,7 +210,7 @@ class RecordChecks:
         """The first problem of `record` as a `DataError` (None when it passes)."""
         if not isinstance(record, dict) or not (self.media or self.confine_media_to_root):
             return None
-        for kind, item in _media_items(record):
+        for kind, item in _media_items(record, source, line):
             path = _local_path(item)
             if path is None:
                 continue

@@ -6,6 +6,7 @@ and that we cannot honour (`tools`, `response_format`, `logprobs`, `n > 1`) are 
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -165,15 +166,27 @@ class ChatCompletionRequest(BaseModel):
         return enabled, (budget if enabled else None)
 
 
-def _field_names(*models: type[BaseModel]) -> frozenset[str]:
-    return frozenset(name for model in models for name in model.model_fields)
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    """Every field name of `model` and of the models its fields hold (through lists, unions and optionals)."""
+    names, seen, todo = set(), set(), [model]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for name, field in current.model_fields.items():
+            names.add(name)
+            annotations = [field.annotation]
+            while annotations:
+                annotation = annotations.pop()
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                    todo.append(annotation)
+                annotations.extend(typing.get_args(annotation))
+    return frozenset(names)
 
 
 # The only key names an error message may repeat (see `errors.describe_validation_errors`).
-FIELD_NAMES = _field_names(
-    ChatCompletionRequest, ChatMessage, TextPart, ImagePart, ImageURL, AudioPart, InputAudio, ChatTemplateKwargs,
-    StreamOptions,
-)  # fmt: skip
+FIELD_NAMES = _field_names(ChatCompletionRequest)
 
 __all__ = [
     "FIELD_NAMES",

@@ -65,3 +65,20 @@ def test_train_and_eval_records_with_the_same_id_keep_their_own_encoding(tmp_pat
     assert eval_batch["input_ids"].shape[1] > train_batch["input_ids"].shape[1]
     assert not torch.equal(eval_batch["pixel_values"], train_batch["pixel_values"])
     assert torch.equal(collate([{"index": 0, "store": "eval"}])["input_ids"], eval_batch["input_ids"])
+
+
+def test_a_rejected_sample_never_lends_its_key_to_another_with_the_same_id(tmp_path):
+    """Encodings are filed by position, not matched back by id: with two samples sharing an id in one batch and the
+    first rejected, the second's encoding goes under its own key only."""
+    from openmind_hf.processing.collator import OpenMindCollator
+
+    path = _write(tmp_path / "train.jsonl", ["red"], ["red"])
+    good = OpenMindDataset(path)[0]
+    tokenizer = load_tiny_tokenizer()
+    collator = CachedChatCollator(build_processor(tiny_config(tokenizer), tokenizer), on_error="skip")
+    bad = {"id": good["id"], "cache_key": ("train", 0), "messages": []}  # no "kind": not a canonical sample
+    batch = collator([bad, {**good, "cache_key": ("train", 1)}])
+    assert batch["input_ids"].shape[0] == 1 and collator.stats["rejected"] == 1
+    assert collator.is_cached(("train", 1)) and not collator.is_cached(("train", 0))
+    plain = OpenMindCollator(build_processor(tiny_config(tokenizer), tokenizer))
+    assert torch.equal(batch["input_ids"], plain([good])["input_ids"])

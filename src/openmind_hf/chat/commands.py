@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from ..serving.commands import is_loopback  # the same rule decides where --auth is required
+from ..serving.commands import is_loopback, served_model_name  # the same rules as `openmind serve`
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +113,7 @@ def run(args) -> int:
         if args.model:
             from .local import LocalModelServer
 
-            name = args.served_model_name or (Path(args.model).name if Path(args.model).is_dir() else args.model)
+            name = served_model_name(args)
             local = LocalModelServer.from_pretrained(args.model, serve_settings(args, name), args.dtype, args.device)
             backend, card = local.start(), local.card
         else:

@@ -110,8 +110,9 @@ def load_model(path: str, device: str = "auto", dtype: str = "auto", allow_pickl
         torch_dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
     else:
         torch_dtype = getattr(torch, dtype)
-    model = load_model_for_inference(path, dtype=torch_dtype, allow_pickled_weights=allow_pickled_weights)
-    model = model.to(device).eval()
+    model = load_model_for_inference(
+        path, dtype=torch_dtype, device=device, allow_pickled_weights=allow_pickled_weights
+    )
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
 

@@ -217,32 +217,39 @@ class OpenMindCollator:
 
     def _encode_all(self, samples: list) -> list[dict]:
         """Encode a batch: one processor call per thinking mode; if a call fails, sample by sample, so that one bad
-        sample is named (and, under `on_error="skip"`, dropped) without losing the others."""
-        canonical, by_mode = [], {}
-        for sample in samples:
+        sample is named (and, under `on_error="skip"`, dropped) without losing the others. The batch keeps its
+        order (packing and the loss do not depend on it; reproducibility does)."""
+        return [item for item in self._encode_each(samples) if item is not None]
+
+    def _encode_each(self, samples: list) -> list[dict | None]:
+        """`_encode_all`, one entry per input sample: its encoding, or None (a None input, or a rejected sample)."""
+        canonical, by_mode = {}, {}
+        for i, sample in enumerate(samples):
             if sample is None:
                 continue
             try:
-                canonical.append(self._canonical(sample))
+                canonical[i] = self._canonical(sample)
             except (ValueError, KeyError, TypeError) as err:
                 self._reject(sample, err)
-        for sample in canonical:
-            mode = _has_reasoning(sample) if self.enable_thinking is None else self.enable_thinking
-            by_mode.setdefault(mode, []).append(sample)
-        encoded: dict[int, dict] = {}
-        for mode, group in by_mode.items():
+                continue
+            mode = _has_reasoning(canonical[i]) if self.enable_thinking is None else self.enable_thinking
+            by_mode.setdefault(mode, []).append(i)
+        encoded: list[dict | None] = [None] * len(samples)
+        for mode, indices in by_mode.items():
+            group = [canonical[i] for i in indices]
             try:
-                pairs = list(zip(group, self._encode_group(group, mode)))
+                items = self._encode_group(group, mode)
             except (ValueError, KeyError, TypeError, RuntimeError):
-                pairs = []
+                items = []
                 for sample in group:
                     try:
-                        pairs.append((sample, self.encode(sample)))
+                        items.append(self.encode(sample))
                     except (ValueError, KeyError, TypeError) as err:
                         self._reject(sample, err)
-            encoded.update({id(sample): item for sample, item in pairs})
-        # the batch keeps its order (packing and the loss do not depend on it; reproducibility does)
-        return [encoded[id(s)] for s in canonical if id(s) in encoded]
+                        items.append(None)
+            for i, item in zip(indices, items):
+                encoded[i] = item
+        return encoded
 
     def _reject(self, sample, err: Exception) -> None:
         sample_id = sample.get("id") if isinstance(sample, dict) else None

@@ -102,13 +102,18 @@ def _api_key(args) -> str | None:
     return key
 
 
+def served_model_name(args) -> str:
+    """`--served-model-name`, else the model folder's name, else the Hub id (`openmind serve`, `serve --engine vllm`
+    and `openmind chat` name the model alike)."""
+    return args.served_model_name or (Path(args.model).name if Path(args.model).is_dir() else args.model)
+
+
 def settings_from_args(args):
     """`ServeSettings` from parsed arguments; raises `ValueError` for a bad combination."""
     from .app import ServeSettings
 
-    name = args.served_model_name or (Path(args.model).name if Path(args.model).is_dir() else args.model)
     return ServeSettings(
-        model_name=name,
+        model_name=served_model_name(args),
         model_path=args.model,
         api_key=_api_key(args),
         max_concurrent=args.max_concurrent,

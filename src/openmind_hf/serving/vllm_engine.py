@@ -66,12 +66,11 @@ def vllm_command(args, served_model_name: str) -> list[str]:
 
 def run_vllm(args) -> int:
     """Replaces this process with `vllm serve`; returns only on an error (2: bad options, 1: vLLM missing)."""
-    from .commands import _api_key
+    from .commands import _api_key, served_model_name
 
-    served_model_name = args.served_model_name or (Path(args.model).name if Path(args.model).is_dir() else args.model)
     try:
         api_key = _api_key(args)
-        command = vllm_command(args, served_model_name)
+        command = vllm_command(args, served_model_name(args))
     except ValueError as err:
         print(f"openmind serve: {err}", file=sys.stderr)
         return 2

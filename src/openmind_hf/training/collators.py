@@ -39,14 +39,9 @@ class CachedChatCollator(OpenMindCollator):
     def _encode_all(self, samples: list) -> list[dict]:
         samples = [s for s in samples if s is not None]
         missing = [s for s in samples if _cache_key(s) not in self._cache]
-        if missing:
-            # The base keeps the batch's order and leaves out rejected samples: walk both lists together.
-            items = iter(super()._encode_all(missing))
-            item = next(items, None)
-            for sample in missing:
-                if item is not None and item["id"] == sample.get("id"):
-                    self._cache[_cache_key(sample)] = item
-                    item = next(items, None)
+        for sample, item in zip(missing, self._encode_each(missing)):
+            if item is not None:  # a rejected sample is not cached: it is retried (and reported) each epoch
+                self._cache[_cache_key(sample)] = item
         return [self._cache[_cache_key(s)] for s in samples if _cache_key(s) in self._cache]
 
 

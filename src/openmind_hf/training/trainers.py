@@ -33,7 +33,7 @@ from trl import DPOTrainer, GRPOTrainer, RewardTrainer, SFTTrainer
 from ..data.formats import messages_with_media
 from .checkpointing import remove_staging, resume_checkpoint
 from .model_setup import tower_of
-from .trl_internals import CheckpointHooks, GRPOMediaHooks, RewardDatasetHook, check_versions
+from .trl_internals import CheckpointHooks, GRPOMediaHooks, RewardDatasetHook, check_versions, concat_media
 
 logger = logging.getLogger(__name__)
 
@@ -264,11 +264,7 @@ class OpenMindGRPOTrainer(OpenMindTrainerMixin, GRPOMediaHooks, GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask = input_ids[start:end], attention_mask[start:end]
-            model_inputs = {"input_ids": ids, "attention_mask": mask}
-            for key in ("pixel_values", "input_features", "feature_attention_mask"):
-                pieces = [m[key] for m in media[start:end] if key in m]
-                if pieces:
-                    model_inputs[key] = torch.cat(pieces).to(device)
+            model_inputs = {"input_ids": ids, "attention_mask": mask, **concat_media(media[start:end], device)}
             if compute_aux_loss:
                 model_inputs["output_router_logits"] = True
             labels = ids.masked_fill(mask == 0, -100)

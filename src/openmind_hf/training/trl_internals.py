@@ -295,7 +295,7 @@ def _install_ref_model(trainer, ref_model, beta: float) -> None:
         trainer.ref_model = trainer.accelerator.prepare_model(ref_model, evaluation_mode=True)
 
 
-def _concat_media(rows: list[dict], device=None) -> dict:
+def concat_media(rows: list[dict], device=None) -> dict:
     """The media tensors of `rows`, concatenated per key in row order (the order of placeholders in the batch)."""
     fields = {}
     for key in _MEDIA_KEYS:
@@ -356,7 +356,7 @@ class GRPOMediaHooks:
         media = self._batch_media
         if media is None or len(media) != len(prompts):
             raise RuntimeError("OpenMindGRPOTrainer: prompts arrived without their media; this is a bug.")
-        return [m["_prompt_ids"] for m in media], None, _concat_media(media)
+        return [m["_prompt_ids"] for m in media], None, concat_media(media)
 
     # The loss forward gets only the tensors TRL knows; the rows' media ride along in `inputs["media"]`.
     def _compute_loss(self, model, inputs):

@@ -371,3 +371,16 @@ def test_the_toy_task_needs_the_sound_and_is_learned_with_it(tmp_path):
     assert _half_accuracy(muted, 0) >= 0.9  # the frames still answer the colour
     assert _half_accuracy(muted, 1) <= 0.75, muted[:8]  # chance is 0.5: without the sound the pitch is a guess
     assert follows_donor >= 0.9, swapped[:8]
+
+
+def test_the_server_refuses_a_video_over_the_pixel_limit_from_its_header(videos):
+    """A client's video gets the image rule (`max_pixels` per frame), checked from the container before decoding."""
+    from openmind_hf.serving.media import MediaError, MediaLimits
+    from openmind_hf.serving.media import decode_video as serve_video
+
+    data = videos["sound"].read_bytes()
+    header = probe_video(data)
+    assert (header.width, header.height) == (32, 32)
+    assert len(serve_video(data, MediaLimits(max_pixels=32 * 32, max_audio_seconds=30), num_frames=2)) == 2
+    with pytest.raises(MediaError, match=r"is 32x32 pixels; the limit is 1000 pixels per frame"):
+        serve_video(data, MediaLimits(max_pixels=1000, max_audio_seconds=30), num_frames=2)

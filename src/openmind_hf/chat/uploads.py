@@ -99,18 +99,13 @@ def media_parts(path: str, upload_root: str, limits: UploadLimits, video: VideoO
 def video_header(data: bytes, name: str, limits: UploadLimits):
     """The container's `VideoHeader` (`processing.probe_video`: no frame decoded), after checking the frame size and
     duration against `limits`."""
-    import av
-
     from ..processing.media_decoding import MediaDecodeError, probe_video
 
     try:
         header = probe_video(data, name)
-        with av.open(io.BytesIO(data)) as container:
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-    except (MediaDecodeError, av.error.FFmpegError, IndexError, OSError):
+    except MediaDecodeError:
         raise UploadError(f"{name} could not be read as a video; send an mp4/webm PyAV can decode.") from None
-    seconds = header.duration or 0.0
+    width, height, seconds = header.width, header.height, header.duration or 0.0
     if width * height > limits.max_video_pixels or seconds > limits.max_video_seconds:
         raise UploadError(
             f"{name} is {width}x{height} pixels and {seconds:.1f} s; the limits are "

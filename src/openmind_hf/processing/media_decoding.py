@@ -332,6 +332,8 @@ class VideoHeader:
     has_audio: bool
     audio_sampling_rate: int | None
     container: str = ""  # FFmpeg's demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    width: int = 0  # pixels per frame, as the stream declares them
+    height: int = 0
 
 
 @dataclass
@@ -360,7 +362,10 @@ def _header(container) -> VideoHeader:
     frames = int(video.frames) if video.frames else (round(duration * fps) if duration and fps else None)
     audio = container.streams.audio[0] if container.streams.audio else None
     rate = int(audio.rate) if audio else None
-    return VideoHeader(start, duration, frames, fps, audio is not None, rate, container.format.name or "")
+    width, height = int(video.codec_context.width or 0), int(video.codec_context.height or 0)
+    return VideoHeader(
+        start, duration, frames, fps, audio is not None, rate, container.format.name or "", width, height
+    )
 
 
 def probe_video(source: Any, what: str = "video") -> VideoHeader:

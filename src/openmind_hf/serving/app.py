@@ -52,7 +52,7 @@ class ServeSettings:
         max_body_bytes (`int`, *optional*, defaults to 20 MiB): request body limit.
         max_images (`int`, *optional*, defaults to 4): images per request.
         max_audios (`int`, *optional*, defaults to 2): audio clips per request.
-        max_pixels (`int`, *optional*, defaults to 3840 * 2160): pixels per image, checked before decoding.
+        max_pixels (`int`, *optional*, defaults to 3840 * 2160): pixels per image or video frame, checked before decoding.
         max_audio_seconds (`float`, *optional*, defaults to 30): seconds per clip (never more than the model hears).
         allowed_media_domains (`list[str]`, *optional*): domains image URLs may be fetched from; empty = no fetching.
         media_fetch_timeout_s (`float`, *optional*, defaults to 10): limit per fetched URL.

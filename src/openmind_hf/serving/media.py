@@ -135,7 +135,8 @@ def decode_video(
     what: str = "video",
 ):
     """Bytes of an MP4/WebM video -> its sampled frames, or a `VideoClip` (frames + sound) when `hear`. Duration,
-    frame count, and (when heard) the sound's length are checked from the container before anything is decoded."""
+    frame size (`max_pixels`, as for images), frame count, and (when heard) the sound's length are checked from the
+    container before anything is decoded."""
     try:
         header = probe_video(data, what)
     except MediaDecodeError:
@@ -147,6 +148,10 @@ def decode_video(
     if header.duration > limits.max_video_seconds:
         raise MediaError(
             f"{what} lasts {header.duration:.1f} s; the limit is {limits.max_video_seconds:g} s per video."
+        )
+    if header.width * header.height > limits.max_pixels:
+        raise MediaError(
+            f"{what} is {header.width}x{header.height} pixels; the limit is {limits.max_pixels} pixels per frame."
         )
     if header.frames is not None and header.frames > limits.max_video_frames:
         raise MediaError(f"{what} has {header.frames} frames; the limit is {limits.max_video_frames} per video.")

@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     page.add_argument("--concurrency", type=int, default=4, help="answers streamed at once; more wait in a queue")
     limits = parser.add_argument_group("limits (with --model they are the in-process server's too)")
     limits.add_argument("--max-upload-mb", type=float, default=10.0, help="size per uploaded file")
-    limits.add_argument("--max-pixels", type=int, default=3840 * 2160, help="pixels per image or video frame, checked pre-decode")
+    limits.add_argument(
+        "--max-pixels", type=int, default=3840 * 2160, help="pixels per image or video frame, checked pre-decode"
+    )
     limits.add_argument("--max-audio-seconds", type=float, default=30.0, help="seconds per audio clip")
     limits.add_argument(
         "--max-images",

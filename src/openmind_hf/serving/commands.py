@@ -51,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024)
     limits.add_argument("--max-images", type=int, default=4, help="images per request")
     limits.add_argument("--max-audios", type=int, default=2, help="audio clips per request")
-    limits.add_argument("--max-pixels", type=int, default=3840 * 2160, help="pixels per image or video frame, checked pre-decode")
+    limits.add_argument(
+        "--max-pixels", type=int, default=3840 * 2160, help="pixels per image or video frame, checked pre-decode"
+    )
     limits.add_argument("--max-audio-seconds", type=float, default=30.0, help="seconds per audio clip")
     media = parser.add_argument_group("media URLs (off unless domains are given)")
     media.add_argument(

@@ -133,3 +133,37 @@ def test_media_reach_the_loss(stage, modality, data, tmp_path):
             assert ("scoring", "reference", tower) in spy.calls, f"{tower} did not run in GRPO's reference forward"
         assert _changed(before, trainer.model, tower), f"{stage}: the trainable {tower} did not change"
         assert _changed(before, trainer.model, PROJECTORS[tower]), f"{stage}: {PROJECTORS[tower]} did not change"
+
+
+def test_grpo_reads_and_encodes_each_prompt_once_per_round(data, tmp_path):
+    """TRL's sampler repeats each prompt `num_generations` times: its media are read, decoded and encoded once, and
+    every repeat still carries them."""
+    parsed = parse_stage_args("grpo", _argv("grpo", data / "instruct_image.jsonl", tmp_path))
+    trainer, _, _ = build_recipe_trainer("grpo", *parsed)
+    rounds, encoded, reads = [], [], []
+    store, encode, generate = trainer.store, trainer.encode_prompts, trainer._generate_and_score_completions
+
+    class CountingStore:
+        def __len__(self):
+            return len(store)
+
+        def __getitem__(self, index):
+            reads.append(index)
+            return store[index]
+
+    def counting_encode(samples):
+        encoded.append(len(samples))
+        return encode(samples)
+
+    def recording_generate(inputs):
+        rounds.append([int(row["index"]) for row in inputs])
+        output = generate(inputs)
+        assert len(output["media"]) == len(inputs) and all("pixel_values" in m for m in output["media"])
+        return output
+
+    trainer.store, trainer.encode_prompts = CountingStore(), counting_encode
+    trainer._generate_and_score_completions = recording_generate
+    trainer.train()
+    assert rounds and all(len(rows) == 2 * len(set(rows)) for rows in rounds)  # each prompt twice (2 generations)
+    assert encoded == [len(set(rows)) for rows in rounds]
+    assert len(reads) == sum(len(set(rows)) for rows in rounds)

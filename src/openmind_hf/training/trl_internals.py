@@ -335,10 +335,14 @@ class GRPOMediaHooks:
 
     # Upstream turns rows into prompts + processor inputs itself (text only for audio); ours are store indices.
     def _generate_and_score_completions(self, inputs):
-        samples = [self.store[int(row["index"])] for row in inputs]
-        prompt_ids, media = self.encode_prompts(samples)
-        for row_media, ids in zip(media, prompt_ids):
-            row_media["_prompt_ids"] = ids
+        # TRL's sampler repeats each prompt `num_generations` times in a row: read, decode and encode it once.
+        indices = [int(row["index"]) for row in inputs]
+        unique = list(dict.fromkeys(indices))
+        loaded = {i: self.store[i] for i in unique}
+        prompt_ids, encoded = self.encode_prompts([loaded[i] for i in unique])
+        by_index = {i: {**m, "_prompt_ids": ids} for i, ids, m in zip(unique, prompt_ids, encoded)}
+        samples = [loaded[i] for i in indices]
+        media = [dict(by_index[i]) for i in indices]  # one dict per row (the tensors are shared, never written)
         rows = [
             {"prompt": s["prompt"], "answer": s.get("answer"), "task": s.get("task"), "openmind_sample": s}
             for s in samples

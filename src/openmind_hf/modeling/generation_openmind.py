@@ -49,6 +49,7 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
         self.budget = budget
         self.eos = [int(i) for i in eos_token_ids]
         self.prompt_length: int | None = None
+        self.prompt_marks: tuple[torch.Tensor, torch.Tensor] | None = None  # [B] last <think>, </think> (-1: none)
         self.closed_by_prompt: torch.Tensor | None = None  # [B] bool
 
     def _last(self, input_ids: torch.LongTensor, token_id: int) -> torch.Tensor:
@@ -58,10 +59,21 @@ class ThinkingBudgetLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # input_ids: [B, T]; scores: [B, V]
         length = input_ids.shape[1]
-        last_start, last_end = self._last(input_ids, self.start_id), self._last(input_ids, self.end_id)
         if self.prompt_length is None:  # the first call sees exactly the (left-padded) prompt
             self.prompt_length = length
-            self.closed_by_prompt = (last_end > last_start) & (last_end >= length - _CLOSED_BY_PROMPT_TAIL)
+            self.prompt_marks = prompt_start, prompt_end = (
+                self._last(input_ids, self.start_id),
+                self._last(input_ids, self.end_id),
+            )
+            self.closed_by_prompt = (prompt_end > prompt_start) & (prompt_end >= length - _CLOSED_BY_PROMPT_TAIL)
+        # Later calls scan only the generated tail: the prompt's marks are known (every row keeps its prompt, beam
+        # search reorders rows only among the beams of one prompt).
+        last_start, last_end = self.prompt_marks
+        if length > self.prompt_length:
+            tail = input_ids[:, self.prompt_length :]
+            in_tail = self._last(tail, self.start_id), self._last(tail, self.end_id)
+            last_start = torch.where(in_tail[0] >= 0, in_tail[0] + self.prompt_length, last_start)
+            last_end = torch.where(in_tail[1] >= 0, in_tail[1] + self.prompt_length, last_end)
         generated = length - self.prompt_length
         thinking = last_start > last_end
         over = self.closed_by_prompt | (last_end >= self.prompt_length)

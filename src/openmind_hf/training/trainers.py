@@ -83,9 +83,9 @@ class LossHistoryCallback(TrainerCallback):
         self.trainer._openmind_micro_losses = []
         if not losses:
             return
-        step_loss = torch.stack(losses).sum()
+        step_loss = torch.stack(losses).sum()  # on the device: the one host sync is `float()` below, on rank 0
         if self.trainer.accelerator.num_processes > 1:  # every process reaches here: a collective is safe
-            step_loss = self.trainer.accelerator.reduce(step_loss.to(self.trainer.accelerator.device), "mean").cpu()
+            step_loss = self.trainer.accelerator.reduce(step_loss, "mean")
         if not state.is_world_process_zero:
             return
         lrs = [group["lr"] for group in self.trainer.optimizer.param_groups] if self.trainer.optimizer else []
@@ -147,7 +147,7 @@ class OpenMindTrainerMixin(CheckpointHooks):
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)
-        self._openmind_micro_losses.append(loss.detach().float().cpu())
+        self._openmind_micro_losses.append(loss.detach().float())  # no host sync per micro-batch
         return loss
 
     def create_optimizer(self, model=None):

@@ -384,3 +384,19 @@ def test_the_server_refuses_a_video_over_the_pixel_limit_from_its_header(videos)
     assert len(serve_video(data, MediaLimits(max_pixels=32 * 32, max_audio_seconds=30), num_frames=2)) == 2
     with pytest.raises(MediaError, match=r"is 32x32 pixels; the limit is 1000 pixels per frame"):
         serve_video(data, MediaLimits(max_pixels=1000, max_audio_seconds=30), num_frames=2)
+
+
+def test_an_already_decoded_heard_video_gets_the_same_length_limit(processor, videos):
+    """Training data reach the processor decoded (a `VideoClip`): its sound is refused past the audio tower's window,
+    as a video file's is, instead of being cut silently by the feature extractor."""
+    window = processor.feature_extractor.chunk_length
+    frames = decode_video(videos["sound"], 2)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "what?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    short = VideoClip(frames, np.zeros(RATE, np.float32), RATE)
+    assert "input_features" in processor(text=[text], videos=[short], return_tensors="pt")
+    long = VideoClip(frames, np.zeros(int(RATE * (window + 1)), np.float32), RATE)
+    with pytest.raises(
+        MediaDecodeError, match=rf"sound of video 0 lasts {window + 1:.2f} s; the limit is {window:g} s"
+    ):
+        processor(text=[text], videos=[long], return_tensors="pt")

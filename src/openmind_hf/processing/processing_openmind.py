@@ -132,11 +132,15 @@ class OpenMindProcessor(ProcessorMixin):
         """The video's sound at the extractor's rate when it is to be heard (its own `"audio"` flag, else
         `default`), else None."""
         rate = self.feature_extractor.sampling_rate if self.feature_extractor is not None else None
+        # The audio tower's window: a longer sound is refused, whether decoded here or already (a VideoClip).
+        max_seconds = getattr(self.feature_extractor, "chunk_length", None)
+        what = f"sound of video {index}"
         if isinstance(video, VideoClip):
-            return decode_audio(video.audio, rate, source_rate=video.sampling_rate, what=f"sound of video {index}")
+            return decode_audio(video.audio, rate, source_rate=video.sampling_rate, max_seconds=max_seconds, what=what)
         wanted = video.get("audio", default) if isinstance(video, dict) else default
         if isinstance(wanted, np.ndarray):  # already decoded sound (at `sampling_rate`, else the extractor's rate)
-            return decode_audio(wanted, rate, source_rate=video.get("sampling_rate"), what=f"sound of video {index}")
+            source_rate = video.get("sampling_rate")
+            return decode_audio(wanted, rate, source_rate=source_rate, max_seconds=max_seconds, what=what)
         if wanted is None or wanted is False:
             return None
         if self.audio_model_type is None or rate is None:
@@ -155,7 +159,7 @@ class OpenMindProcessor(ProcessorMixin):
             start=span.get("start"),
             end=span.get("end"),
             missing=span.get("missing_audio", "error"),
-            max_seconds=getattr(self.feature_extractor, "chunk_length", None),
+            max_seconds=max_seconds,
             what=f"video {source if _is_path(source) else index}",
         )
 

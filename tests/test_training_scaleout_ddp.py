@@ -100,3 +100,15 @@ def test_grpo_with_media_under_ddp(tmp_path):
     out = _ddp_run("grpo", data / "instruct_train.jsonl", tmp_path, "--max_completion_length", "6",
                    "--num_generations", "2")  # fmt: skip
     assert len(losses(out)) == 2
+
+
+def test_a_bad_resume_path_stops_every_rank_with_the_main_process_verdict(tmp_path):
+    """The checkpoint is verified (every file hashed) on the main process only; its error reaches every rank, so both
+    exit with it instead of one waiting forever in the broadcast."""
+    data = write_training_data(tmp_path / "data", num_train=8, num_test=2)
+    env = child_env(tmp_path, ACCELERATE_USE_CPU="1")
+    missing = tmp_path / "run" / "checkpoint-7"
+    args = sft_args(data / "instruct_train.jsonl", tmp_path / "run", 2, 2, "--resume_from_checkpoint", str(missing))
+    proc = accelerate_launch(CONFIGS / "cpu_ddp.yaml", REPO / "recipes" / "sft.py", args, env, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stdout.count(f"Cannot resume from {missing}") == 2, proc.stdout[-4000:]  # one line per rank

@@ -123,7 +123,7 @@ class OpenMindTrainerMixin(CheckpointHooks):
         are removed."""
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.resume_from_checkpoint
         allow_pickles = bool(getattr(self.args, "allow_pickled_checkpoint_state", False))
-        resolved = resume_checkpoint(resume, self.args.output_dir, allow_pickles)
+        resolved = self._resolve_resume_once(resume, allow_pickles)
         if self.args.should_save:
             remove_staging(self.args.output_dir)
         self.accelerator.wait_for_everyone()
@@ -140,6 +140,25 @@ class OpenMindTrainerMixin(CheckpointHooks):
 
             unset_hf_deepspeed_config()
         return output
+
+    def _resolve_resume_once(self, resume, allow_pickles: bool) -> str | None:
+        """`resume_checkpoint` on the main process only (it hashes every file of the checkpoint: once is enough, the
+        ranks read the same folder), its answer or its error sent to every rank."""
+        if self.accelerator.num_processes == 1:
+            return resume_checkpoint(resume, self.args.output_dir, allow_pickles)
+        from accelerate.utils import broadcast_object_list
+
+        answer = [None]
+        if self.accelerator.is_main_process:
+            try:
+                answer[0] = ("ok", resume_checkpoint(resume, self.args.output_dir, allow_pickles))
+            except Exception as err:  # noqa: BLE001 - every rank raises it: none waits in a collective for the others
+                answer[0] = ("error", err)
+        broadcast_object_list(answer)
+        kind, value = answer[0]
+        if kind == "error":
+            raise value
+        return value
 
     def create_model_card(self, *args, **kwargs):
         """Does nothing: TRL writes its generic README ("fine-tuned version of [None]") at every checkpoint save;

@@ -127,36 +127,23 @@ def video_part(data: bytes, name: str, suffix: str, limits: UploadLimits, option
 
 
 def video_frames(data: bytes, name: str, limits: UploadLimits) -> list[bytes]:
-    """`limits.video_frames` evenly spaced frames as PNG bytes. Size and duration come from the header first;
-    only the chosen frames are kept (`processing.sample_video_frames` holds every decoded frame in memory)."""
-    import av
-    import numpy as np
+    """`limits.video_frames` frames as PNG bytes, picked as training picks them (`processing.decode_video`: segment
+    centres, seeking to each, converting only those), after `video_header`'s size and duration checks."""
+    from ..processing.media_decoding import MediaDecodeError, decode_video
 
+    video_header(data, name, limits)
     try:
-        with av.open(io.BytesIO(data)) as container:
-            stream = container.streams.video[0]
-            width, height = stream.codec_context.width, stream.codec_context.height
-            seconds = float(container.duration or 0) / av.time_base
-            if width * height > limits.max_video_pixels or seconds > limits.max_video_seconds:
-                raise UploadError(
-                    f"{name} is {width}x{height} pixels and {seconds:.1f} s; the limits are "
-                    f"{limits.max_video_pixels} pixels per frame and {limits.max_video_seconds:g} s."
-                )
-            total = stream.frames or int(seconds * float(stream.average_rate or 25)) or 1
-            wanted = set(np.linspace(0, total - 1, max(1, min(limits.video_frames, total))).round().astype(int))
-            frames = []
-            for index, frame in enumerate(container.decode(stream)):
-                if index in wanted or (not frames and index == total - 1):
-                    buffer = io.BytesIO()
-                    frame.to_image().save(buffer, "PNG")
-                    frames.append(buffer.getvalue())
-                if len(frames) == len(wanted):
-                    break
-    except (av.error.FFmpegError, IndexError, OSError):
+        frames = decode_video(data, num_frames=limits.video_frames, what=name)
+    except MediaDecodeError:
         raise UploadError(f"{name} could not be read as a video; send an mp4/webm PyAV can decode.") from None
     if not frames:
         raise UploadError(f"{name} holds no video frames.")
-    return frames
+    encoded = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        frame.save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    return encoded
 
 
 def _image_part(data: bytes, mime: str) -> dict:

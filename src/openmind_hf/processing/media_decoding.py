@@ -65,9 +65,14 @@ def _stream(source: Any):
 # ------------------------------------------------------------------------------------------------ images
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL image -> upright 8-bit RGB: applies EXIF rotation, scales 16/32-bit, flattens alpha onto white."""
-    image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF, not in the pixels
+    image.load()  # some formats (PNG) keep their EXIF after the pixels
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies the image even when upright
+        image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF, not in the pixels
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16/32-bit grayscale: scale to 8 bits (convert("L") would clip everything above 255 to white)
         pixels = np.asarray(image, dtype=np.float64)

@@ -189,11 +189,12 @@ def load_model_for_inference(
     if is_quanto_checkpoint(path, **hub_kwargs):
         return load_quantized(path, device=device, dtype=dtype, **hub_kwargs)  # safetensors only, by construction
     wanted = as_torch_dtype(dtype)
-    quant_method = _quant_method(path, **hub_kwargs)
+    saved = _saved_config(path, **hub_kwargs)  # read once: for a Hub id each lookup may be a request
+    quant_method = (saved.get("quantization_config") or {}).get("quant_method")
     # torchao tensor subclasses keep their scales' dtype through from_pretrained(dtype=...), but convert with .to().
     load_dtype = "auto" if wanted is None or quant_method == "torchao" else wanted
     kwargs = {"device_map": device} if device else {}  # bnb weights cannot be `.to()`-moved after loading
-    kwargs.update(_pickle_policy(path, allow_pickled_weights, **hub_kwargs))
+    kwargs.update(_pickle_policy(saved, allow_pickled_weights))
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=load_dtype, **kwargs, **hub_kwargs)
     if quant_method == "torchao" and wanted is not None and model.dtype != wanted:
         model = model.to(wanted)
@@ -205,14 +206,10 @@ def _saved_config(path, **hub_kwargs) -> dict:
     return json.loads(Path(config_file).read_text()) if config_file is not None else {}
 
 
-def _quant_method(path, **hub_kwargs) -> str | None:
-    return (_saved_config(path, **hub_kwargs).get("quantization_config") or {}).get("quant_method")
-
-
-def _pickle_policy(path, allow_pickled_weights: bool, **hub_kwargs) -> dict:
+def _pickle_policy(saved_config: dict, allow_pickled_weights: bool) -> dict:
     """`from_pretrained` kwargs for the weights format: OpenMind's own `from_pretrained` takes the opt-in (and
     explains a refusal); other architectures (e.g. a LLaVA under evaluation) get transformers' `use_safetensors`."""
-    if _saved_config(path, **hub_kwargs).get("model_type") == "openmind":
+    if saved_config.get("model_type") == "openmind":
         return {"allow_pickled_weights": allow_pickled_weights}
     return {} if allow_pickled_weights else {"use_safetensors": True}
 
